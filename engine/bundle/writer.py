@@ -1,0 +1,107 @@
+"""Write a bundle atomically: every file goes to a temporary sibling directory, which is renamed into place
+only when complete, so a crash never leaves a half bundle where a good one was."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine import __version__
+
+BUNDLE_FORMAT = 1
+
+
+class BundleError(RuntimeError):
+    """A bundle is missing, incomplete or inconsistent; the message names the directory and file."""
+
+
+def embeddings_table(customer_ids: pa.Array, embeddings: np.ndarray) -> pa.Table:
+    """customer_id string, embedding fixed_size_list<float32>[dim]."""
+    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+    flat = pa.array(embeddings.reshape(-1), pa.float32())
+    column = pa.FixedSizeListArray.from_arrays(flat, embeddings.shape[1])
+    return pa.table({"customer_id": pa.array(customer_ids, pa.string()), "embedding": column})
+
+
+def read_embeddings(path: str | os.PathLike) -> tuple[pa.Array, np.ndarray]:
+    """(customer_ids, float32 [n, dim]) from an embeddings.parquet."""
+    table = pq.read_table(path)
+    column = table["embedding"].combine_chunks()
+    dim = column.type.list_size
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    return table["customer_id"].combine_chunks(), values.reshape(-1, dim)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_dir(staged: Path, target: Path) -> None:
+    """Swap ``staged`` into ``target``: the old directory is moved aside first and removed only after."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staged, target)
+    fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class BundleWriter:
+    """Stage the files of one bundle and commit them with a rename.
+
+    with BundleWriter(out_dir) as staged: write files under staged.path; the bundle appears at out_dir
+    only if the block finishes without an exception (then the manifest is written last)."""
+
+    def __init__(self, out_dir: str | os.PathLike, base: str | os.PathLike | None = None):
+        self.target = Path(out_dir).resolve()
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
+        self.manifest: dict = {"format": BUNDLE_FORMAT, "engine_version": __version__, "files": {}}
+        if base is not None:
+            self._copy_from(Path(base))
+
+    def _copy_from(self, base: Path) -> None:
+        """Start from an existing bundle's files (the nightly embed keeps the model and vocabularies)."""
+        for item in base.iterdir():
+            if item.name in ("manifest.json",):
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, self.path / item.name)
+        manifest = base / "manifest.json"
+        if manifest.exists():
+            previous = json.loads(manifest.read_text())
+            self.manifest.update({k: v for k, v in previous.items() if k not in ("created", "engine_version")})
+
+    def write_table(self, name: str, table: pa.Table) -> Path:
+        path = self.path / name
+        pq.write_table(table, path)
+        self.manifest["files"][name] = {"rows": table.num_rows}
+        return path
+
+    def __enter__(self) -> BundleWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        self.manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.manifest["engine_version"] = __version__
+        manifest = self.path / "manifest.json"
+        with open(manifest, "w") as f:
+            json.dump(self.manifest, f, indent=1, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        replace_dir(self.path, self.target)

@@ -1,0 +1,158 @@
+"""Lightning data over a sequence store: CoLES views (and forecast pairs) for training, whole histories for
+prediction. Workers read the memory-mapped store; every batch is gathered vectorized in the collate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from engine.data.store import SequenceStore
+from engine.model.features import DAY, StoreIndex, gather, last_events, random_slices
+
+
+class CustomerRows(Dataset):
+    """Map-style dataset of customer rows; the collate turns a list of rows into a batch."""
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> int:
+        return int(self.rows[i])
+
+
+def hash_ids(customer_ids, seed: int = 0) -> np.ndarray:
+    """uint64 [n]: seeded FNV-1a hash of each id's UTF-8 bytes, vectorized over customers (loops over bytes)."""
+    raw = np.char.encode(np.asarray(customer_ids.to_numpy(zero_copy_only=False)).astype(str), "utf-8")
+    width = raw.dtype.itemsize
+    codes = raw.view(np.uint8).reshape(len(raw), width) if len(raw) else np.zeros((0, width), np.uint8)
+    h = np.full(len(raw), (0xCBF29CE484222325 ^ seed) & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(width):
+            byte = codes[:, j].astype(np.uint64)
+            h = np.where(byte > 0, (h ^ byte) * np.uint64(0x100000001B3), h)
+    return h
+
+
+def split_rows(customer_ids, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation rows by a seeded hash of the customer id: stable across runs and data refreshes."""
+    val = (hash_ids(customer_ids, seed) % 10_000) < int(val_fraction * 10_000)
+    return np.flatnonzero(~val), np.flatnonzero(val)
+
+
+def forecast_context(index: StoreIndex, store: SequenceStore, rows: np.ndarray, hist_end: np.ndarray,
+                     as_of: np.ndarray) -> torch.Tensor:
+    """float32 [B, 3]: log days since the last event, log events so far, log days since the first event."""
+    ts = np.asarray(store.columns["ts"])
+    begin = store.offsets[rows]
+    last = ts[np.maximum(hist_end - 1, 0)]
+    first = ts[np.minimum(begin, max(len(ts) - 1, 0))]
+    context = np.stack([
+        np.log1p(np.maximum(as_of - last, 0) / DAY),
+        np.log1p(hist_end - begin),
+        np.log1p(np.maximum(as_of - first, 0) / DAY),
+    ], axis=1)
+    return torch.from_numpy(context.astype(np.float32))
+
+
+class TrainCollate:
+    """Rows -> CoLES views of each customer, plus (history before T, purchases in [T, T+H)) pairs when a
+    forecast horizon is set. T is drawn per customer between their first event and end - H."""
+
+    def __init__(self, store: SequenceStore, index: StoreIndex, n_slices: int, min_len: int, max_len: int,
+                 horizon_days: float | None, forecast_max_len: int, spend_scale: float):
+        self.store, self.index = store, index
+        self.n_slices, self.min_len, self.max_len = n_slices, min_len, max_len
+        self.horizon = None if not horizon_days else int(horizon_days * DAY)
+        self.forecast_max_len = forecast_max_len
+        self.spend_scale = spend_scale
+        self.end = store.time_range()[1] + 1
+
+    def __call__(self, rows: list[int]) -> dict:
+        rows = np.asarray(rows, dtype=np.int64)
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        starts, lengths, labels = random_slices(self.store, rows, self.n_slices, self.min_len, self.max_len, rng)
+        batch = {"views": gather(self.store, starts, lengths), "labels": torch.from_numpy(labels),
+                 "rows": torch.from_numpy(rows)}
+        if self.horizon:
+            batch["forecast"] = self.forecast_pairs(rows, rng)
+        return batch
+
+    def forecast_pairs(self, rows: np.ndarray, rng: np.random.Generator) -> dict:
+        ts = np.asarray(self.store.columns["ts"])
+        first = ts[self.store.offsets[rows]]
+        low, high = first + 1, self.end - self.horizon
+        weight = (high > low).astype(np.float32)
+        cutoff = low + np.floor(rng.random(len(rows)) * np.maximum(high - low, 1)).astype(np.int64)
+        hist_end = self.index.first_at_or_after(rows, cutoff)
+        future_end = self.index.first_at_or_after(rows, cutoff + self.horizon)
+        starts, lengths = last_events(self.store, rows, self.forecast_max_len, ends=hist_end)
+        count = self.index.cum_purchases[future_end] - self.index.cum_purchases[hist_end]
+        spend = self.index.cum_spend[future_end] - self.index.cum_spend[hist_end]
+        inputs = gather(self.store, starts, lengths)
+        inputs["context"] = forecast_context(self.index, self.store, rows, hist_end, cutoff)
+        inputs["count"] = torch.from_numpy(count.astype(np.float32))
+        inputs["spend"] = torch.from_numpy((np.maximum(spend, 0) / self.spend_scale).astype(np.float32))
+        inputs["weight"] = torch.from_numpy(weight)
+        return inputs
+
+
+class PredictCollate:
+    """Rows -> the last ``max_len`` events of each customer (and forecast context as of ``as_of``)."""
+
+    def __init__(self, store: SequenceStore, index: StoreIndex, max_len: int, as_of: int):
+        self.store, self.index, self.max_len, self.as_of = store, index, max_len, as_of
+
+    def __call__(self, rows: list[int]) -> dict:
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, lengths = last_events(self.store, rows, self.max_len)
+        batch = gather(self.store, starts, lengths)
+        ends = self.store.offsets[rows + 1]
+        batch["context"] = forecast_context(self.index, self.store, rows, ends, np.full(len(rows), self.as_of))
+        batch["rows"] = torch.from_numpy(rows)
+        return batch
+
+
+class SequenceDataModule(pl.LightningDataModule):
+    """Train/validation CoLES batches and prediction batches over one store."""
+
+    def __init__(self, store: SequenceStore, batch_size: int = 64, n_slices: int = 4, min_len: int = 16,
+                 max_len: int = 64, predict_batch_size: int = 512, predict_max_len: int = 256,
+                 val_fraction: float = 0.1, seed: int = 0, num_workers: int = 0, pin_memory: bool = False,
+                 horizon_days: float | None = None, forecast_max_len: int = 128, as_of: int | None = None):
+        super().__init__()
+        self.store = store
+        self.index = StoreIndex.build(store)
+        self.batch_size, self.predict_batch_size = batch_size, predict_batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.as_of = as_of if as_of is not None else store.time_range()[1] + 1
+        self.train_rows, self.val_rows = split_rows(store.customer_ids, val_fraction, seed)
+        self.spend_scale = self._spend_scale()
+        self.train_collate = TrainCollate(store, self.index, n_slices, min_len, max_len, horizon_days,
+                                          forecast_max_len, self.spend_scale)
+        self.predict_collate = PredictCollate(store, self.index, predict_max_len, self.as_of)
+
+    def _spend_scale(self) -> float:
+        """Median purchase amount: forecast spend is learned in these units to keep losses well scaled."""
+        amount = np.asarray(self.store.columns["amount"])[self.store.is_purchase()]
+        amount = amount[np.isfinite(amount) & (amount > 0)]
+        return float(np.median(amount)) if len(amount) else 1.0
+
+    def _loader(self, rows, batch_size, collate, shuffle) -> DataLoader:
+        return DataLoader(CustomerRows(rows), batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory, drop_last=False,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_rows, self.batch_size, self.train_collate, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_rows, self.batch_size, self.train_collate, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        rows = np.arange(self.store.n_customers)
+        return self._loader(rows, self.predict_batch_size, self.predict_collate, shuffle=False)

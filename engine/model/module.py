@@ -1,0 +1,85 @@
+"""The LightningModule: event encoder trained contrastively (CoLES), with an optional forecasting head.
+
+CoLES: random slices of one customer's history are positives, slices of other customers in the batch are
+negatives (multi-positive InfoNCE on cosine similarity). The forecasting head reads the encoder state of a
+history cut at T plus recency context and predicts purchases and spend in the next horizon (Poisson and
+Tweedie losses) and the probability of no purchase (logistic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.model.encoder import EventEmbedding
+from engine.model.losses import coles_loss, forecast_loss
+
+CONTEXT = 3
+
+
+class CustomerEncoder(pl.LightningModule):
+    """Batches from engine.model.datamodule -> L2-normalised embeddings [B, out_dim] (and forecasts)."""
+
+    def __init__(self, vocab_sizes: list[int], encoder: Callable[..., nn.Module], dim: int = 128,
+                 out_dim: int = 64, temperature: float = 0.1, lr: float = 2e-3, weight_decay: float = 1e-4,
+                 dropout: float = 0.1, forecast_weight: float = 0.0, spend_scale: float = 1.0):
+        super().__init__()
+        self.save_hyperparameters(ignore=["encoder"])
+        self.embed = EventEmbedding(vocab_sizes, dim, dropout)
+        self.encoder = encoder(dim=dim)
+        self.project = nn.Linear(dim, out_dim)
+        self.head = nn.Sequential(nn.Linear(dim + CONTEXT, dim), nn.GELU(), nn.Linear(dim, 3))
+        self.temperature, self.lr, self.weight_decay = temperature, lr, weight_decay
+        self.forecast_weight, self.spend_scale = forecast_weight, spend_scale
+
+    def state(self, batch: dict) -> torch.Tensor:
+        """float [B, dim]: the pooled encoder state of each row."""
+        return self.encoder(self.embed(batch["cat"], batch["num"]), batch["lengths"])
+
+    def embedding(self, state: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.project(state).float(), dim=-1)
+
+    def forecast(self, state: torch.Tensor, context: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per row: log expected purchases, log expected spend (in spend_scale units), logit of no purchase."""
+        out = self.head(torch.cat([state, context.to(state.dtype)], dim=-1)).float()
+        return {"log_count": out[:, 0].clamp(-20, 12), "log_spend": out[:, 1].clamp(-20, 16),
+                "churn_logit": out[:, 2]}
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.embedding(self.state(batch))
+
+    def _losses(self, batch: dict, stage: str) -> torch.Tensor:
+        z = self(batch["views"])
+        loss = coles_loss(z, batch["labels"], self.temperature)
+        self.log(f"{stage}_coles", loss, prog_bar=stage == "train", batch_size=len(batch["rows"]))
+        if self.forecast_weight and "forecast" in batch:
+            pairs = batch["forecast"]
+            predicted = self.forecast(self.state(pairs), pairs["context"])
+            f_loss = forecast_loss(predicted, pairs["count"], pairs["spend"], pairs["weight"])
+            self.log(f"{stage}_forecast", f_loss, prog_bar=stage == "train", batch_size=len(batch["rows"]))
+            loss = loss + self.forecast_weight * f_loss
+        self.log(f"{stage}_loss", loss, batch_size=len(batch["rows"]), sync_dist=stage == "val")
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._losses(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._losses(batch, "val")
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        state = self.state(batch)
+        out = {"rows": batch["rows"], "embedding": self.embedding(state)}
+        if self.forecast_weight:
+            f = self.forecast(state, batch["context"])
+            out["expected_purchases"] = f["log_count"].exp()
+            out["expected_spend"] = f["log_spend"].exp() * self.spend_scale
+            out["p_churn"] = torch.sigmoid(f["churn_logit"])
+        return out
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)

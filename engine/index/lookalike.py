@@ -1,0 +1,155 @@
+"""Lookalike audiences: customers most similar to a seed set, their size, and how well they rank."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import faiss
+import numpy as np
+from scipy.stats import rankdata
+
+from engine.index.index import search
+
+log = logging.getLogger(__name__)
+
+METHODS = ("centroid", "knn_vote")
+KNN_VOTE_MIN_PER_SEED = 64
+
+
+def audience_size(size: int | None, fraction: float | None, n_total: int) -> int:
+    """Number of customers an audience request asks for: `size` exactly, or round(fraction * n_total)
+    (at least 1). Exactly one of size / fraction must be given."""
+    if (size is None) == (fraction is None):
+        raise ValueError("audience: give exactly one of size or fraction")
+    if size is not None:
+        if size <= 0:
+            raise ValueError(f"audience: size must be a positive number of customers, got {size}")
+        if size > n_total:
+            raise ValueError(f"audience: size {size} exceeds the {n_total} customers available")
+        return int(size)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"audience: fraction must be in (0, 1], got {fraction}")
+    return max(1, int(round(fraction * n_total)))
+
+
+def _rows(rows: np.ndarray | None, n: int, name: str) -> np.ndarray:
+    rows = np.unique(np.asarray([] if rows is None else rows, dtype=np.int64))
+    if len(rows) and (rows[0] < 0 or rows[-1] >= n):
+        raise ValueError(f"lookalike: {name} rows must lie in 0..{n - 1}, got {rows[0]}..{rows[-1]}")
+    return rows
+
+
+def _centroid(index: faiss.Index, seeds: np.ndarray, banned: np.ndarray, k: int):
+    """Search once (top k) with the normalised seed mean; (rows, scores) minus the banned rows."""
+    query = seeds.mean(axis=0, keepdims=True)
+    query /= max(float(np.linalg.norm(query)), 1e-12)
+    scores, ids = search(index, query, k)
+    keep = (ids[0] >= 0) & ~np.isin(ids[0], banned)
+    return ids[0][keep], scores[0][keep]
+
+
+def _knn_vote(index: faiss.Index, seeds: np.ndarray, banned: np.ndarray, k: int):
+    """Each seed retrieves k neighbours; a candidate scores sum(similarity) / n_seeds over the seeds
+    that retrieved it (0 from the others). Ranked by score, ties by row."""
+    scores, ids = search(index, seeds, k)
+    scores, ids = scores.ravel(), ids.ravel()
+    keep = (ids >= 0) & ~np.isin(ids, banned)
+    candidates, inverse = np.unique(ids[keep], return_inverse=True)
+    votes = np.bincount(inverse, weights=scores[keep], minlength=len(candidates)) / len(seeds)
+    order = np.lexsort((candidates, -votes))
+    return candidates[order], votes[order].astype(np.float32)
+
+
+def lookalike(
+    index: faiss.Index,
+    embeddings: np.ndarray,
+    seed_rows: np.ndarray,
+    size: int,
+    exclude_rows: np.ndarray | None = None,
+    method: str = "centroid",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `size` customers most like the seeds, never a seed or an excluded row.
+
+    index: built over `embeddings` with row numbers as ids; embeddings: float32 [n, d], L2-normalised;
+    seed_rows, exclude_rows: int64 row numbers. method "centroid": one query, the normalised mean seed
+    (k = size + seeds + excluded, doubled until enough survive the filter or the index is exhausted);
+    "knn_vote": every seed queries max(64, 2 (size + banned) / n_seeds) neighbours, doubled likewise,
+    and candidates are scored by summed similarity / n_seeds (good for multi-modal seed sets).
+    Returns (rows int64 [<= size], scores float32 [<= size]), best first.
+    """
+    if method not in METHODS:
+        raise ValueError(f"lookalike: method {method!r} is unknown; expected one of {', '.join(METHODS)}")
+    if size <= 0:
+        raise ValueError(f"lookalike: size must be positive, got {size}")
+    n = len(embeddings)
+    seeds = _rows(seed_rows, n, "seed")
+    if len(seeds) == 0:
+        raise ValueError("lookalike: at least one seed row is needed")
+    banned = np.union1d(seeds, _rows(exclude_rows, n, "exclude"))
+    seed_vectors = np.asarray(embeddings[seeds], dtype=np.float32)
+    ntotal = int(index.ntotal)
+    if method == "centroid":
+        k, run = size + len(banned), _centroid
+    else:
+        k, run = max(KNN_VOTE_MIN_PER_SEED, math.ceil(2 * (size + len(banned)) / len(seeds))), _knn_vote
+    k = max(1, min(k, ntotal))
+    while True:
+        rows, scores = run(index, seed_vectors, banned, k)
+        if len(rows) >= size or k >= ntotal:
+            break
+        log.debug("lookalike: %d of %d after filtering at k=%d; doubling", len(rows), size, k)
+        k = min(2 * k, ntotal)
+    return rows[:size].astype(np.int64), scores[:size].astype(np.float32)
+
+
+def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Rank-based ROC-AUC (Mann-Whitney U; tied scores count one half). NaN without both classes."""
+    positives = np.asarray(positives, dtype=bool)
+    n_pos = int(positives.sum())
+    n_neg = len(positives) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)  # average ranks for ties
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Mean precision at each positive in descending score order. Tied scores form one threshold:
+    every positive in a tie gets the precision at the end of the tie. NaN without positives."""
+    scores, positives = np.asarray(scores, dtype=np.float64), np.asarray(positives, dtype=bool)
+    n_pos = int(positives.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    scores, hits = scores[order], positives[order]
+    true_pos = np.cumsum(hits)
+    tie_end = np.r_[np.flatnonzero(scores[1:] != scores[:-1]), len(scores) - 1]  # last index of each score
+    precision = true_pos[tie_end] / (tie_end + 1)
+    new_pos = np.diff(np.r_[0, true_pos[tie_end]])
+    return float((new_pos * precision).sum() / n_pos)
+
+
+def evaluate_lookalike(
+    scores_by_method: dict[str, np.ndarray], positives: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """ROC-AUC and average precision of each method's scores against the true audience.
+
+    scores_by_method: method -> float [n] (higher = more alike; use -inf for never retrieved);
+    positives: bool [n]. Returns {method: {"roc_auc": .., "average_precision": ..}}.
+    """
+    positives = np.asarray(positives, dtype=bool)
+    result = {}
+    for method, scores in scores_by_method.items():
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != positives.shape:
+            raise ValueError(
+                f"evaluate_lookalike: {method} has {scores.shape} scores for {positives.shape} positives"
+            )
+        if np.isnan(scores).any():
+            raise ValueError(f"evaluate_lookalike: {method} scores contain NaN")
+        result[method] = {
+            "roc_auc": roc_auc(scores, positives),
+            "average_precision": average_precision(scores, positives),
+        }
+    return result

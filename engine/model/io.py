@@ -32,7 +32,7 @@ def load_model(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Cust
     payload = torch.load(path, map_location=map_location, weights_only=False)
     hp = payload["hparams"]
     model = instantiate(payload["model_config"], vocab_sizes=hp["vocab_sizes"], spend_scale=hp["spend_scale"],
-                        forecast_weight=hp["forecast_weight"])
+                        forecast_weight=hp["forecast_weight"], _convert_="all")
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload

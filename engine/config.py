@@ -1,0 +1,124 @@
+"""The typed schema of train.py's config, and the checks that make a bad config fail before any work.
+
+Hydra merges conf/ over the ``schema`` node registered here, so a wrong type or an unknown key under
+``data``, ``loader``, ``forecast``, ``segment`` or ``evaluate`` fails at composition, naming the key; the
+constructor groups (model, trainer, index, loader) are checked against their targets' signatures."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra.utils import get_method
+from omegaconf import MISSING, DictConfig
+
+from engine.data.events import Columns
+from engine.data.synthetic import SyntheticConfig
+
+STAGES = ("all", "fit", "embed", "segment", "evaluate")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key."""
+
+
+@dataclass
+class DataSchema:
+    path: Optional[str] = None
+    columns: Columns = field(default_factory=Columns)
+    purchase_types: list[str] = field(default_factory=lambda: ["purchase"])
+    return_types: list[str] = field(default_factory=lambda: ["return"])
+    on_bad_rows: str = "fail"
+    dedupe: bool = True
+    min_count: int = 2
+    cutoff: Optional[str] = None
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class ForecastSchema:
+    horizon_days: float = 30.0
+    weight: float = 1.0
+
+
+@dataclass
+class SegmentSchema:
+    k: Any = "auto"
+    k_min: int = 2
+    k_max: int = 24
+    niter: int = 25
+    nredo: int = 3
+    levels: Optional[list[int]] = None
+    top_n: int = 5
+    progress: bool = False
+
+
+@dataclass
+class EvaluateSchema:
+    lookalike_items: int = 30
+    min_buyers: int = 10
+
+
+@dataclass
+class TrainSchema:
+    data: DataSchema = field(default_factory=DataSchema)
+    forecast: ForecastSchema = field(default_factory=ForecastSchema)
+    segment: SegmentSchema = field(default_factory=SegmentSchema)
+    evaluate: EvaluateSchema = field(default_factory=EvaluateSchema)
+    loader: Any = MISSING
+    model: Any = MISSING
+    trainer: Any = MISSING
+    index: Any = MISSING
+    stage: str = "all"
+    out_dir: str = "outputs/bundle"
+    work_dir: str = "outputs/bundle.work"
+    bundle: Optional[str] = None
+    seed: int = 0
+    ckpt_path: Optional[str] = None
+    restore_best: bool = True
+
+
+ConfigStore.instance().store(name="schema", node=TrainSchema)
+
+
+def _check_arguments(node: DictConfig, key: str, injected: tuple[str, ...] = ()) -> None:
+    """Every key of a constructor group must be an argument of its ``_target_``."""
+    target = node.get("_target_")
+    if target is None:
+        raise ConfigError(f"{key}: missing _target_")
+    try:
+        fn = get_method(target)
+    except Exception as err:  # hydra raises its own InstantiationException types
+        raise ConfigError(f"{key}._target_={target!r}: cannot be imported ({err})") from None
+    params = inspect.signature(fn).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    for name in node:
+        if name in ("_target_", "_partial_", "_recursive_", "_convert_", "_args_"):
+            continue
+        if name not in params:
+            raise ConfigError(f"{key}.{name}: not an argument of {target} (expected one of {sorted(params)})")
+        if name in injected:
+            raise ConfigError(f"{key}.{name}: set by the engine, not by config")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Fail before any work, naming the key, when the config cannot run."""
+    if cfg.stage not in STAGES:
+        raise ConfigError(f"stage={cfg.stage!r}: expected one of {list(STAGES)}")
+    if cfg.data.on_bad_rows not in ("drop", "fail"):
+        raise ConfigError(f"data.on_bad_rows={cfg.data.on_bad_rows!r}: expected 'drop' or 'fail'")
+    k = cfg.segment.k
+    if not (k == "auto" or (isinstance(k, int) and k >= 1)):
+        raise ConfigError(f"segment.k={k!r}: expected a positive integer or 'auto'")
+    if cfg.forecast.horizon_days <= 0:
+        raise ConfigError(f"forecast.horizon_days={cfg.forecast.horizon_days}: expected > 0")
+    if cfg.stage == "evaluate" and cfg.data.cutoff is None:
+        raise ConfigError("data.cutoff: stage=evaluate needs a cutoff (train before it, score after it)")
+    _check_arguments(cfg.model, "model", injected=("vocab_sizes", "spend_scale"))
+    _check_arguments(cfg.model.encoder, "model.encoder", injected=("dim",))
+    _check_arguments(cfg.trainer, "trainer")
+    _check_arguments(cfg.loader, "loader", injected=("store", "horizon_days", "as_of"))
+    _check_arguments(cfg.index, "index", injected=("embeddings", "ids"))

@@ -1,0 +1,321 @@
+"""The stages of a training run, callable from train.py and tests: data, fit, embed, segment, bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from engine.bundle.writer import BundleError, BundleWriter, embeddings_table, read_embeddings
+from engine.data import Columns, EventLogSpec, SequenceStore, load_store
+from engine.data.events import resolve_files
+from engine.data.summary import customer_summary
+from engine.embed.writer import embed_base, forecast_table
+from engine.index import evaluation as lookalike_evaluation
+from engine.index.index import save_index
+from engine.model.io import MODEL_FILE, load_model, save_model
+from engine.segment.hierarchy import Hierarchy, build_hierarchy, level_columns
+from engine.segment.kmeans import assign, choose_k, match_to_previous, spherical_kmeans
+from engine.segment.profiles import segment_profiles
+from engine.segment.report import write_report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Data:
+    """A loaded base: the store to embed, what ingest reported, and the as-of time of its history."""
+
+    store: SequenceStore
+    info: dict
+    as_of: int
+    future: SequenceStore | None = None  # with data.cutoff: the same customers' events from the cutoff on
+
+
+def parse_time(value) -> int | None:
+    """Epoch seconds from a config value (ISO 8601 string or number), None when unset."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    return int(np.datetime64(str(value).rstrip("Z"), "s").astype(np.int64))
+
+
+def events_path(cfg: DictConfig) -> str:
+    """data.path, or the embedded default: a generated log written once under ``work_dir``."""
+    if cfg.data.path:
+        return str(cfg.data.path)
+    from engine.data.synthetic import SyntheticConfig, write
+
+    target = Path(cfg.work_dir) / "synthetic" / _digest(OmegaConf.to_container(cfg.data.synthetic))
+    if not (target / "events.parquet").exists():
+        log.info("no data.path given: generating the embedded default event log in %s", target)
+        write(SyntheticConfig(**cfg.data.synthetic), target)
+    return str(target / "events.parquet")
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def fingerprint(files: list[str]) -> str:
+    """sha256 over each input file's name, size and modification time."""
+    stats = [(os.path.abspath(f), os.path.getsize(f), int(os.path.getmtime(f))) for f in files]
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
+
+
+def load_data(cfg: DictConfig, vocabs: dict | None = None) -> Data:
+    """Read, validate and pack the event log; with data.cutoff, keep only the history before it."""
+    d = cfg.data
+    spec = EventLogSpec(events_path(cfg), Columns(**d.columns), list(d.purchase_types), list(d.return_types),
+                        d.on_bad_rows, d.dedupe)
+    store, report = load_store(spec, min_count=d.min_count, vocabs=vocabs)
+    cutoff = parse_time(d.cutoff)
+    future = None
+    if cutoff is not None:
+        history = store.before(cutoff)
+        rows = np.flatnonzero(history.lengths() > 0)
+        if len(rows) == 0:
+            raise ValueError(f"data.cutoff={d.cutoff}: no events before the cutoff in {spec.path}")
+        store, future = history.take(rows), store.after(cutoff).take(rows)
+    as_of = cutoff if cutoff is not None else store.time_range()[1] + 1
+    log.info("%s -> %d customers, %d events", report.summary(), store.n_customers, store.n_events)
+    info = {"path": spec.path, "files": report.files, "fingerprint": fingerprint(report.files),
+            "rows_read": report.rows_read, "dropped_null_customer": report.dropped_null_customer,
+            "dropped_null_ts": report.dropped_null_ts, "duplicates_removed": report.duplicates_removed,
+            "cutoff": cutoff}
+    return Data(store, info, as_of, future)
+
+
+def datamodule(cfg: DictConfig, data: Data, spend_scale: float | None = None):
+    horizon = cfg.forecast.horizon_days if cfg.forecast.weight > 0 else None
+    dm = instantiate(cfg.loader, _partial_=True)(store=data.store, horizon_days=horizon, as_of=data.as_of)
+    if spend_scale is not None:
+        dm.spend_scale = dm.train_collate.spend_scale = spend_scale
+    return dm
+
+
+def trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
+    return instantiate(cfg.trainer, **overrides)
+
+
+def fit(cfg: DictConfig, data: Data):
+    """Train the encoder on the store; returns (model, datamodule, trainer)."""
+    pl.seed_everything(cfg.seed, workers=True)
+    dm = datamodule(cfg, data)
+    vocab_sizes = [len(data.store.vocabs[f]) for f in ("event_type", "item_id", "category", "channel")]
+    model = instantiate(cfg.model, vocab_sizes=vocab_sizes, spend_scale=dm.spend_scale, _convert_="all")
+    run = trainer(cfg)
+    run.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    best = getattr(run.checkpoint_callback, "best_model_path", "") if run.checkpoint_callback else ""
+    if best and cfg.restore_best:
+        log.info("restoring the best checkpoint %s", best)
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]  # our own checkpoint
+        model.load_state_dict(state)
+    return model, dm, run
+
+
+def embed(cfg: DictConfig, model, data: Data, spend_scale: float) -> dict[str, np.ndarray] | None:
+    """Embed every customer of the store exactly once (rank 0 gets the merged arrays)."""
+    dm = datamodule(cfg, data, spend_scale)
+    run = trainer(cfg, logger=False, enable_checkpointing=False, callbacks=[])
+    parts = Path(cfg.work_dir) / "embed-parts"
+    if run.is_global_zero:
+        shutil.rmtree(parts, ignore_errors=True)
+    return embed_base(run, model, dm, parts)
+
+
+def segment(cfg: DictConfig, embeddings: np.ndarray, previous: Path | None = None):
+    """Segments (k-means, stable ids against a previous bundle's centroids) and their hierarchy.
+
+    Returns (centroids float32 [k, d], labels int64 [n], similarity float32 [n], hierarchy)."""
+    s = cfg.segment
+    k = s.k
+    if k == "auto":
+        k, scores = choose_k(embeddings, s.k_min, s.k_max, seed=cfg.seed)
+        log.info("segment.k=auto chose k=%d (silhouette %s)", k, {j: round(v, 3) for j, v in scores.items()})
+    centroids, labels = spherical_kmeans(embeddings, int(k), seed=cfg.seed, niter=s.niter, nredo=s.nredo,
+                                         progress=s.progress)
+    if previous is not None and (previous / "centroids.npy").exists():
+        old = np.load(previous / "centroids.npy")
+        if old.shape[1] == centroids.shape[1]:
+            mapping = match_to_previous(centroids, old)
+            reordered = np.zeros((int(mapping.max()) + 1, centroids.shape[1]), dtype=np.float32)
+            reordered[mapping] = centroids
+            centroids = reordered
+            log.info("segment ids matched to the previous bundle's %d segments", len(old))
+    labels, similarity = assign(embeddings, centroids)
+    sizes = np.bincount(labels, minlength=len(centroids))
+    hierarchy = build_hierarchy(centroids, sizes, list(s.levels) if s.levels else None)
+    return centroids, labels, similarity, hierarchy
+
+
+def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings: np.ndarray, centroids,
+                   labels, similarity, hierarchy: Hierarchy, forecast: pa.Table | None) -> None:
+    """segments.parquet, centroids, hierarchy, profiles, index and the report, into the staged bundle."""
+    ids = data.store.customer_ids
+    columns = {"customer_id": ids, "segment": labels.astype(np.int64), "similarity": similarity}
+    columns.update(level_columns(labels, hierarchy))
+    bundle.write_table("segments.parquet", pa.table(columns))
+    np.save(bundle.path / "centroids.npy", centroids)
+    (bundle.path / "hierarchy.json").write_text(json.dumps(hierarchy.to_dict()))
+    summary = customer_summary(data.store, data.as_of)
+    if forecast is not None:
+        for name in ("expected_purchases", "expected_spend", "p_churn"):
+            summary = summary.append_column(name, forecast[name])
+    profiles = segment_profiles(labels, len(centroids), summary.drop(["customer_id"]), top_n=cfg.segment.top_n)
+    bundle.write_table("profiles.parquet", profiles)
+    index = instantiate(cfg.index)(embeddings, np.arange(len(embeddings), dtype=np.int64))
+    save_index(index, bundle.path / "index.faiss")
+    extra = {k: markdown_to_html(v) for k, v in getattr(bundle, "extra_tables", {}).items()}
+    write_report(bundle.path / "report.html", profiles, embeddings, labels, hierarchy,
+                 title=f"segment-engine: {len(centroids)} segments of {len(labels)} customers",
+                 extra_tables=extra or None)
+    bundle.manifest["k"] = len(centroids)
+    bundle.manifest.setdefault("counts", {})["segments"] = len(centroids)
+
+
+def markdown_to_html(table: str) -> str:
+    """A pipe table (as printed) as an HTML table, escaped."""
+    import html
+
+    lines = [line for line in table.splitlines() if line.startswith("|") and "---" not in line]
+    cells = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines]
+    head = "".join(f"<th>{c}</th>" for c in cells[0])
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_embeddings(bundle: BundleWriter, data: Data, arrays: dict[str, np.ndarray]) -> pa.Table | None:
+    """embeddings.parquet, forecast.parquet when the model forecasts, and the store itself."""
+    ids = data.store.customer_ids
+    bundle.write_table("embeddings.parquet", embeddings_table(ids, arrays["embedding"]))
+    forecast = forecast_table(ids, arrays)
+    if forecast is not None:
+        bundle.write_table("forecast.parquet", forecast)
+    data.store.save(bundle.path / "store")
+    bundle.manifest["counts"] = {"customers": data.store.n_customers, "events": data.store.n_events}
+    bundle.manifest["as_of"] = data.as_of
+    return forecast
+
+
+def describe(cfg: DictConfig, bundle: BundleWriter, data: Data) -> None:
+    bundle.manifest["config"] = OmegaConf.to_container(cfg, resolve=True)
+    bundle.manifest["data"] = data.info
+    bundle.manifest["horizon_days"] = cfg.forecast.horizon_days if cfg.forecast.weight > 0 else None
+
+
+def previous_bundle(cfg: DictConfig) -> Path | None:
+    path = Path(cfg.bundle) if cfg.bundle else Path(cfg.out_dir)
+    return path if (path / "manifest.json").exists() else None
+
+
+def require_bundle(cfg: DictConfig, stage: str) -> Path:
+    path = previous_bundle(cfg)
+    if path is None:
+        raise BundleError(f"stage={stage} needs an existing bundle: set bundle=DIR "
+                          f"(no manifest.json in {cfg.bundle or cfg.out_dir})")
+    return path
+
+
+def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
+    """Fit, embed, segment, index and write one bundle to out_dir (with evaluations when ``evaluate``)."""
+    data = load_data(cfg)
+    model, dm, run = fit(cfg, data)
+    arrays = embed(cfg, model, data, dm.spend_scale)
+    if arrays is None:
+        return None
+    with BundleWriter(cfg.out_dir) as bundle:
+        if evaluate:
+            evaluations(cfg, bundle, data, arrays)
+        describe(cfg, bundle, data)
+        save_model(model, cfg.model, data.store.vocabs, bundle.path / MODEL_FILE,
+                   extra={"predict_max_len": cfg.loader.predict_max_len})
+        forecast = write_embeddings(bundle, data, arrays)
+        result = segment(cfg, arrays["embedding"], previous_bundle(cfg))
+        write_segments(cfg, bundle, data, arrays["embedding"], *result, forecast)
+    return Path(cfg.out_dir)
+
+
+def evaluations(cfg: DictConfig, bundle: BundleWriter, data: Data, arrays: dict[str, np.ndarray]) -> None:
+    """Score lookalikes on the events after the cutoff; print the table and keep it in the bundle."""
+    e = cfg.evaluate
+    summary = {"lookalike": lookalike_evaluation.evaluate(data.store, data.future, arrays["embedding"],
+                                                          e.lookalike_items, e.min_buyers, cfg.seed)}
+    tables = {"Lookalike audiences (items bought after the cutoff; half the buyers as seeds)":
+              lookalike_evaluation.markdown(summary["lookalike"])}
+    (bundle.path / "evaluation.json").write_text(json.dumps(summary, indent=1))
+    (bundle.path / "evaluation.md").write_text("\n\n".join(f"## {k}\n\n{v}" for k, v in tables.items()) + "\n")
+    bundle.extra_tables = tables
+    for heading, table in tables.items():
+        print(f"\n{heading}\n{table}")
+
+
+def run_evaluate(cfg: DictConfig) -> Path | None:
+    """Train on the events before data.cutoff, then evaluate on the events after it (and write the bundle)."""
+    return run_all(cfg, evaluate=True)
+
+
+def run_fit(cfg: DictConfig) -> Path | None:
+    """Train only: the bundle holds the model, vocabularies and store, ready for stage=embed."""
+    data = load_data(cfg)
+    model, _, run = fit(cfg, data)
+    if not run.is_global_zero:
+        return None
+    with BundleWriter(cfg.out_dir) as bundle:
+        describe(cfg, bundle, data)
+        save_model(model, cfg.model, data.store.vocabs, bundle.path / MODEL_FILE,
+                   extra={"predict_max_len": cfg.loader.predict_max_len})
+        data.store.save(bundle.path / "store")
+        bundle.manifest["counts"] = {"customers": data.store.n_customers, "events": data.store.n_events}
+    return Path(cfg.out_dir)
+
+
+def run_embed(cfg: DictConfig) -> Path | None:
+    """Embed a new or refreshed base with a bundle's model, without retraining. Segments keep the bundle's
+    centroids (stable ids: customers are assigned to them) when it has any; otherwise they are built."""
+    source = require_bundle(cfg, "embed")
+    model, payload = load_model(source / MODEL_FILE)
+    data = load_data(cfg, vocabs=payload["vocabs"])
+    arrays = embed(cfg, model, data, payload["hparams"]["spend_scale"])
+    if arrays is None:
+        return None
+    with BundleWriter(cfg.out_dir, base=source) as bundle:
+        describe(cfg, bundle, data)
+        shutil.rmtree(bundle.path / "store", ignore_errors=True)
+        forecast = write_embeddings(bundle, data, arrays)
+        if (source / "centroids.npy").exists():
+            centroids = np.load(source / "centroids.npy")
+            labels, similarity = assign(arrays["embedding"], centroids)
+            hierarchy = Hierarchy.from_dict(json.loads((source / "hierarchy.json").read_text()))
+        else:
+            centroids, labels, similarity, hierarchy = segment(cfg, arrays["embedding"])
+        write_segments(cfg, bundle, data, arrays["embedding"], centroids, labels, similarity, hierarchy, forecast)
+    return Path(cfg.out_dir)
+
+
+def run_segment(cfg: DictConfig) -> Path:
+    """Re-cluster a bundle's embeddings (segment.k, hierarchy, profiles, index, report)."""
+    source = require_bundle(cfg, "segment")
+    ids, embeddings = read_embeddings(source / "embeddings.parquet")
+    store = SequenceStore.open(source / "store")
+    manifest = json.loads((source / "manifest.json").read_text())
+    data = Data(store, manifest.get("data", {}), manifest.get("as_of") or store.time_range()[1] + 1)
+    forecast = pq.read_table(source / "forecast.parquet") if (source / "forecast.parquet").exists() else None
+    with BundleWriter(cfg.out_dir, base=source) as bundle:
+        bundle.manifest["config"] = OmegaConf.to_container(cfg, resolve=True)
+        result = segment(cfg, embeddings, source)
+        write_segments(cfg, bundle, data, embeddings, *result, forecast)
+    return Path(cfg.out_dir)

@@ -1,0 +1,129 @@
+"""End to end through Hydra: train.py's stages on a tiny generated log, checking every file of the bundle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from engine import pipeline
+from engine.bundle.writer import read_embeddings
+from engine.config import ConfigError, validate
+from engine.data import SequenceStore
+from engine.index.index import load_index
+from engine.model.io import load_model
+from tests.conftest import FAST, compose_config, run
+
+BUNDLE_FILES = {"manifest.json", "model.pt", "store", "embeddings.parquet", "segments.parquet", "centroids.npy",
+                "hierarchy.json", "profiles.parquet", "forecast.parquet", "index.faiss", "report.html"}
+
+
+def test_all_writes_every_file_of_the_bundle(bundle):
+    assert BUNDLE_FILES <= {p.name for p in bundle.iterdir()}
+    assert not [p for p in bundle.parent.iterdir() if ".tmp-" in p.name], "no staging directory left behind"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    n = manifest["counts"]["customers"]
+    assert manifest["config"]["model"]["dim"] == 32 and manifest["data"]["fingerprint"]
+    assert manifest["k"] == 4 and manifest["engine_version"]
+
+    ids, emb = read_embeddings(bundle / "embeddings.parquet")
+    assert emb.shape == (n, 16) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+    assert pq.read_schema(bundle / "embeddings.parquet").field("embedding").type.list_size == 16
+
+    segments = pq.read_table(bundle / "segments.parquet")
+    assert segments["customer_id"].to_pylist() == ids.to_pylist()
+    assert set(segments["segment"].to_pylist()) == {0, 1, 2, 3}
+    assert "level_4" not in segments.column_names or segments.num_columns >= 4
+    centroids = np.load(bundle / "centroids.npy")
+    assert centroids.shape == (4, 16)
+
+    profiles = pq.read_table(bundle / "profiles.parquet")
+    assert profiles.num_rows == 4 and profiles["size"].to_numpy().sum() == n
+    assert "mean_expected_spend" in profiles.column_names
+
+    forecast = pq.read_table(bundle / "forecast.parquet")
+    assert forecast.column_names[:4] == ["customer_id", "expected_purchases", "expected_spend", "p_churn"]
+    assert (forecast["expected_purchases"].to_numpy() >= 0).all()
+
+    index = load_index(bundle / "index.faiss")
+    assert index.ntotal == n
+    scores, rows = index.search(emb[:3], 1)
+    assert rows[:, 0].tolist() == [0, 1, 2]
+
+    store = SequenceStore.open(bundle / "store")
+    assert store.customer_ids.to_pylist() == ids.to_pylist()
+    model, payload = load_model(bundle / "model.pt")
+    assert payload["vocabs"] == store.vocabs
+    html = (bundle / "report.html").read_text()
+    assert html.count("<img") >= 3
+
+
+def test_embed_stage_embeds_a_new_base_with_the_saved_model(bundle, other_log, tmp_path):
+    out = tmp_path / "nightly"
+    run(pipeline.run_embed, ["stage=embed", f"bundle={bundle}", f"data.path={other_log}", f"out_dir={out}"])
+    ids, emb = read_embeddings(out / "embeddings.parquet")
+    assert len(ids) == 150
+    # the model and the segments' centroids are the bundle's: no retraining, stable segment ids
+    assert (out / "model.pt").read_bytes() == (bundle / "model.pt").read_bytes()
+    assert np.array_equal(np.load(out / "centroids.npy"), np.load(bundle / "centroids.npy"))
+    seg = pq.read_table(out / "segments.parquet")
+    expected = np.argmax(emb @ np.load(bundle / "centroids.npy").T, axis=1)
+    assert np.array_equal(seg["segment"].to_numpy(), expected)
+    assert load_index(out / "index.faiss").ntotal == 150
+
+
+def test_embed_is_deterministic_and_matches_the_bundle(bundle, tiny_log, tmp_path):
+    out = tmp_path / "again"
+    run(pipeline.run_embed, ["stage=embed", f"bundle={bundle}", f"data.path={tiny_log}", f"out_dir={out}"])
+    _, before = read_embeddings(bundle / "embeddings.parquet")
+    _, after = read_embeddings(out / "embeddings.parquet")
+    assert np.allclose(before, after, atol=1e-5)
+
+
+def test_segment_stage_reclusters_with_stable_ids(bundle, tmp_path):
+    out = tmp_path / "resegmented"
+    run(pipeline.run_segment, ["stage=segment", f"bundle={bundle}", f"out_dir={out}"])
+    old = pq.read_table(bundle / "segments.parquet")["segment"].to_numpy()
+    new = pq.read_table(out / "segments.parquet")["segment"].to_numpy()
+    assert (old == new).mean() > 0.95  # same embeddings, same k: the matched ids agree
+
+
+def test_fit_stage_then_embed(tiny_log, tmp_path):
+    out = tmp_path / "fitted"
+    run(pipeline.run_fit, ["stage=fit", f"data.path={tiny_log}", f"out_dir={out}"])
+    assert {"manifest.json", "model.pt", "store"} <= {p.name for p in out.iterdir()}
+    run(pipeline.run_embed, ["stage=embed", f"bundle={out}", f"data.path={tiny_log}", f"out_dir={out}"])
+    assert BUNDLE_FILES <= {p.name for p in out.iterdir()}
+
+
+def test_a_failing_stage_leaves_the_old_bundle(bundle, tmp_path):
+    before = {p.name: p.stat().st_mtime_ns for p in bundle.iterdir()}
+    with pytest.raises(Exception, match="no such file"):
+        run(pipeline.run_embed, ["stage=embed", f"bundle={bundle}", "data.path=/nonexistent.parquet",
+                                 f"out_dir={bundle}"])
+    assert {p.name: p.stat().st_mtime_ns for p in bundle.iterdir()} == before
+
+
+@pytest.mark.parametrize("override, message", [
+    ("segment.k=0", "segment.k=0"),
+    ("data.on_bad_rows=skip", "data.on_bad_rows='skip'"),
+    ("stage=train", "stage='train'"),
+    ("+trainer.max_epoch=3", "trainer.max_epoch: not an argument"),
+    ("+model.hidden=3", "model.hidden: not an argument"),
+])
+def test_bad_config_fails_before_any_work_naming_the_key(override, message):
+    cfg = compose_config([override])
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate(cfg)
+
+
+def test_wrong_type_fails_at_composition():
+    with pytest.raises(Exception, match="min_count"):
+        compose_config(["data.min_count=many"])
+
+
+def test_stage_requires_a_bundle(tmp_path):
+    with pytest.raises(Exception, match="needs an existing bundle"):
+        run(pipeline.run_segment, ["stage=segment", f"out_dir={tmp_path / 'none'}"])

@@ -1,0 +1,220 @@
+"""A loaded bundle (docs/bundle.md): manifest, centroids, model and the customers, with durable erasure.
+
+    bundle = Bundle.load("outputs/bundle")
+    c = bundle.customers                 # one consistent version of every per-customer structure
+    row = c.row["C000042"]; c.embeddings[row], c.segments.slice(row, 1)
+    bundle.erase("C000042")              # GDPR: gone from every file and answer, for good
+
+Erasure appends the id to tombstones.jsonl and fsyncs it before anything else changes, then rewrites the
+customer files (see customers.py for the row numbering and crash recovery) and swaps ``bundle.customers``
+in one assignment. Every load applies the tombstones again, so an erased customer re-ingested by a later
+training run on an old log is dropped as that bundle loads (train.py copies tombstones.jsonl forward).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from engine.bundle.customers import (
+    EMBEDDINGS,
+    FORECAST,
+    HIERARCHY,
+    INDEX,
+    PROFILES,
+    SEGMENTS,
+    STORE,
+    Customers,
+    load_customers,
+    read_file,
+    replace_file,
+    write_files,
+)
+from engine.bundle.writer import BundleError, fsync_dir
+from engine.model.io import MODEL_FILE, load_model
+from engine.segment.hierarchy import Hierarchy
+
+log = logging.getLogger(__name__)
+
+MANIFEST, CENTROIDS, TOMBSTONES = "manifest.json", "centroids.npy", "tombstones.jsonl"
+DEFAULT_PREDICT_MAX_LEN = 256
+
+
+class UnknownCustomer(KeyError):
+    """A customer id the bundle does not hold (never seen, or erased)."""
+
+    def __init__(self, customer_id: str):
+        super().__init__(customer_id)
+        self.customer_id = customer_id
+
+    def __str__(self) -> str:
+        return f"customer {self.customer_id!r} is not in this bundle (unknown or erased)"
+
+
+def read_tombstones(directory: Path) -> list[str]:
+    """Erased customer ids, in erasure order. A line that does not parse can only be the torn end of an
+    append that crashed before any file changed (its erase never returned), so it is skipped with a warning."""
+    path = directory / TOMBSTONES
+    if not path.exists():
+        return []
+    erased = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            erased.append(str(json.loads(line)["customer_id"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s line %d: not a tombstone, skipped (a torn append)", path, number)
+    return erased
+
+
+def append_tombstone(directory: Path, customer_id: str) -> None:
+    """Append {"customer_id", "erased_at"} to tombstones.jsonl and fsync it (and the directory if new)."""
+    path = directory / TOMBSTONES
+    created = not path.exists()
+    line = json.dumps(
+        {"customer_id": customer_id, "erased_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    )
+    with open(path, "a+b") as f:
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":  # a torn line from a crash: end it so this record stands alone
+                line = "\n" + line
+        f.write((line + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+    if created:
+        fsync_dir(directory)
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """(device, inode) of a directory: a bundle rewritten by train.py (renamed into place) has a new one."""
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+class Bundle:
+    """One bundle directory loaded for serving. Immutable except ``customers``, which erase() replaces."""
+
+    def __init__(self, path: Path, manifest: dict, centroids: np.ndarray, customers: Customers, device: str):
+        self.path, self.manifest, self.centroids, self.device = path, manifest, centroids, device
+        self.customers = customers
+        self._identity = _identity(path)
+        self._model = None
+        self._model_lock = threading.Lock()
+        self._erase_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu", eager_model: bool = False) -> Bundle:
+        """Read a bundle; finishes any erasure a crash interrupted. BundleError names the directory and file."""
+        path = Path(path).resolve()
+        if not path.is_dir():
+            raise BundleError(f"{path}: no such bundle directory")
+        manifest = read_file(path, MANIFEST, lambda p: json.loads(p.read_text()))
+        centroids = read_file(path, CENTROIDS, np.load).astype(np.float32)
+        hierarchy = read_file(path, HIERARCHY, lambda p: Hierarchy.from_dict(json.loads(p.read_text())))
+        profiles = read_file(path, PROFILES, pq.read_table)
+        if not (path / MODEL_FILE).exists():
+            raise BundleError(
+                f"{path}: missing {MODEL_FILE} (not a complete bundle; rebuild it with train.py)"
+            )
+        customers, rewritten = load_customers(path, profiles, hierarchy, read_tombstones(path))
+        if (
+            centroids.ndim != 2
+            or len(centroids) != hierarchy.k
+            or centroids.shape[1] != customers.embeddings.shape[1]
+        ):
+            raise BundleError(
+                f"{path}: {CENTROIDS} has shape {centroids.shape}, expected [{hierarchy.k}, "
+                f"{customers.embeddings.shape[1]}] (hierarchy k, embedding dim)"
+            )
+        bundle = cls(path, manifest, np.ascontiguousarray(centroids), customers, device)
+        if rewritten:
+            log.warning(
+                "%s: finished an interrupted erasure (rewrote %s)", path, ", ".join(sorted(rewritten))
+            )
+            bundle._write_manifest()
+        if eager_model:
+            bundle.model  # noqa: B018  load now, not on the first request
+        log.info("loaded bundle %s: %d customers, %d segments", path, customers.n, bundle.k)
+        return bundle
+
+    # -- what the bundle says about itself -----------------------------------------------------------------
+    @property
+    def k(self) -> int:
+        return len(self.centroids)
+
+    @property
+    def has_forecast(self) -> bool:
+        return self.customers.forecast is not None
+
+    @property
+    def as_of(self) -> int:
+        """Epoch seconds of the data's end (or cutoff): what the batch forecast is as of."""
+        as_of = self.manifest.get("as_of")
+        return int(as_of) if as_of is not None else self.customers.store.time_range()[1] + 1
+
+    @property
+    def predict_max_len(self) -> int:
+        """The last N events of a customer are embedded (manifest config loader.predict_max_len)."""
+        loader = (self.manifest.get("config") or {}).get("loader") or {}
+        return int(loader.get("predict_max_len") or DEFAULT_PREDICT_MAX_LEN)
+
+    @property
+    def model(self):
+        """The encoder (eval mode, on ``device``), loaded on first use."""
+        with self._model_lock:
+            if self._model is None:
+                model, payload = read_file(self.path, MODEL_FILE, lambda p: load_model(p, map_location="cpu"))
+                self._model = (model.to(torch.device(self.device)).eval(), payload)
+        return self._model[0]
+
+    @property
+    def vocabs(self) -> dict[str, list[str]]:
+        return self.customers.store.vocabs
+
+    # -- erasure ---------------------------------------------------------------------------------------------
+    def erase(self, customer_id: str) -> None:
+        """Remove a customer from every file and answer, durably. UnknownCustomer if not held."""
+        with self._erase_lock:
+            current = self.customers
+            row = current.row.get(customer_id)
+            if row is None:
+                raise UnknownCustomer(customer_id)
+            if _identity(self.path) != self._identity:
+                raise BundleError(
+                    f"{self.path}: the directory was replaced (a new bundle?) since it was loaded; "
+                    "reload it and erase again"
+                )
+            append_tombstone(self.path, customer_id)
+            remaining = current.without(np.array([row]))
+            names = {INDEX, EMBEDDINGS, SEGMENTS, FORECAST, STORE, PROFILES}
+            self.customers = write_files(self.path, remaining, names)
+            self._write_manifest()
+        log.info("%s: erased one customer (%d remain)", self.path, self.customers.n)
+
+    def _write_manifest(self) -> None:
+        """Counts and file rows as the customers now are (the manifest is written last)."""
+        c = self.customers
+        manifest = dict(self.manifest)
+        manifest["counts"] = {**manifest.get("counts", {}), "customers": c.n, "events": c.store.n_events}
+        files = dict(manifest.get("files", {}))
+        for name in (EMBEDDINGS, SEGMENTS, FORECAST):
+            if name in files:
+                files[name] = {**files[name], "rows": c.n}
+        manifest["files"] = files
+        replace_file(
+            self.path / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1, default=str))
+        )
+        self.manifest = manifest
+
+
+__all__ = ["Bundle", "BundleError", "UnknownCustomer", "append_tombstone", "read_tombstones"]

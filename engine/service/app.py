@@ -1,0 +1,185 @@
+"""The FastAPI app over a loaded bundle: segments, customers, real-time scoring, lookalikes, erasure, reload.
+
+Reads are open; writes (DELETE /customers/{id}, POST /reload) need ``Authorization: Bearer <token>`` when a
+token is configured, and run one at a time. Each request takes the current bundle once, at its start: a
+reload loads the new bundle completely and then swaps one reference, so requests in flight finish on the
+old one. Lookalike audiences are paged (``offset``/``limit`` query parameters, ``next_offset`` in the
+answer); pages of one audience agree while the bundle is unchanged. Serve from one process: erasure
+updates that process's memory and the bundle's files, not other processes' copies.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import torch
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from engine import __version__
+from engine.bundle import Bundle, BundleError, UnknownCustomer
+from engine.data.events import EventLogError
+from engine.embed.online import score_events, scorer
+from engine.service import answers
+from engine.service.schemas import LookalikeRequest, ReloadRequest, ScoreRequest
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 100_000
+MAX_ERRORS = 20  # validation errors listed per answer
+
+
+class Service:
+    """The bundle being served (swapped whole on reload) and the lock that serialises writes."""
+
+    def __init__(self, bundle_path: str | Path, device: str, token: str | None):
+        self.device, self.token = _check_device(device), token or None
+        self.write_lock = threading.Lock()
+        self.bundle = self.load(bundle_path)
+
+    def load(self, path: str | Path) -> Bundle:
+        """A bundle ready to answer at once: model loaded, scorer prepared."""
+        bundle = Bundle.load(path, device=self.device, eager_model=True)
+        scorer(bundle)
+        return bundle
+
+
+def _check_device(device: str) -> str:
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"device={device!r}: not a torch device (expected cpu or cuda[:N]): {err}") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: CUDA is not available on this machine (use device=cpu)")
+    return device
+
+
+def _error(status: int, message: str, **extra) -> JSONResponse:
+    """Every error body: {"error": one sentence naming what was wrong, ...}."""
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+    errors = [
+        {"field": ".".join(str(part) for part in e.get("loc", ())), "message": e.get("msg", "")}
+        for e in err.errors()
+    ]
+    message = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return _error(422, message or "invalid request", errors=errors[:MAX_ERRORS])
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Our exceptions become 4xx JSON bodies carrying their message; anything else a 500 with no traceback."""
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(
+        HTTPException,
+        lambda r, e: JSONResponse({"error": str(e.detail)}, status_code=e.status_code, headers=e.headers),
+    )
+    for kind, status in (
+        (UnknownCustomer, 404),
+        (answers.UnknownSegment, 404),
+        (EventLogError, 422),
+        (ValueError, 422),
+        (BundleError, 409),
+    ):
+        app.add_exception_handler(kind, lambda r, e, status=status: _error(status, str(e)))
+
+    @app.exception_handler(Exception)
+    def _internal(request: Request, err: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return _error(500, f"internal error: {type(err).__name__}")
+
+
+def current(request: Request) -> Bundle:
+    """The bundle being served, taken once per request."""
+    return request.app.state.service.bundle
+
+
+def authorised(request: Request) -> None:
+    """401 unless the request carries the configured token (writes only; no token configured: open)."""
+    token = request.app.state.service.token
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise HTTPException(
+            401,
+            "writes need the header 'Authorization: Bearer <token>' with the service's token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+Current = Annotated[Bundle, Depends(current)]
+
+
+def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None = None) -> FastAPI:
+    """Load the bundle (BundleError if it is incomplete) and build the app serving it."""
+    service = Service(bundle_path, device, token)
+    app = FastAPI(
+        title="segment-engine",
+        version=__version__,
+        description="Customer segments, real-time scoring, lookalike audiences and erasure over one "
+        "bundle. Writes need `Authorization: Bearer <token>` when a token is configured.",
+    )
+    app.state.service = service
+    _install_error_handlers(app)
+
+    @app.get("/health", summary="Bundle version, counts and path")
+    def health(bundle: Current) -> dict:
+        return answers.health(bundle)
+
+    @app.get("/segments", summary="Every segment with its profile and place in the hierarchy, plus the tree")
+    def list_segments(bundle: Current) -> dict:
+        return answers.segments(bundle)
+
+    @app.get("/segments/{segment_id}", summary="One segment")
+    def get_segment(segment_id: int, bundle: Current) -> dict:
+        return answers.segment(bundle, segment_id)
+
+    @app.get("/customers/{customer_id:path}", summary="A customer's segment, hierarchy path and forecast")
+    def get_customer(customer_id: str, bundle: Current) -> dict:
+        return answers.customer(bundle, customer_id)
+
+    @app.post("/score", summary="Score events in real time (a known customer's history comes first)")
+    def score(body: ScoreRequest, bundle: Current, include_embedding: bool = False) -> JSONResponse:
+        events = [vars(event) for event in body.events]  # the validated fields, not copied
+        return JSONResponse(score_events(bundle, events, body.customer_id, include_embedding))
+
+    @app.post("/lookalike", summary="The customers most like the seeds, ranked, one page at a time")
+    def lookalike(
+        body: LookalikeRequest,
+        bundle: Current,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 10_000,
+    ) -> JSONResponse:
+        # a page may hold 100k customers: the answer is JSON-safe already, so it is not re-encoded
+        return JSONResponse(answers.audience(bundle, body, offset, limit))
+
+    @app.delete(
+        "/customers/{customer_id:path}",
+        dependencies=[Depends(authorised)],
+        summary="Erase a customer from the bundle for good (GDPR)",
+    )
+    def erase(customer_id: str) -> dict:
+        with service.write_lock:
+            service.bundle.erase(customer_id)
+        return {"erased": customer_id}
+
+    @app.post(
+        "/reload",
+        dependencies=[Depends(authorised)],
+        summary="Load a bundle (the current one again, or another) and switch to it atomically",
+    )
+    def reload(body: ReloadRequest | None = None) -> dict:
+        with service.write_lock:
+            path = body.bundle if body is not None and body.bundle else service.bundle.path
+            bundle = service.bundle = service.load(path)
+        return {"reloaded": str(bundle.path), **answers.health(bundle)}
+
+    return app

@@ -1,0 +1,21 @@
+"""The typed schema of serve.py's config: a wrong key or type fails at composition, naming the key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ServeSchema:
+    bundle: str = "outputs/bundle"  # the bundle directory train.py wrote
+    host: str = "127.0.0.1"
+    port: int = 8000
+    device: str = "cpu"  # cpu, cuda, cuda:N: where the encoder scores events
+    token: str | None = None  # writes need "Authorization: Bearer <token>"; null: env SEGMENT_ENGINE_TOKEN
+    torch_threads: int = 1  # per process; real-time scoring of one customer does not gain from more
+    log_level: str = "info"
+
+
+ConfigStore.instance().store(name="serve_schema", node=ServeSchema)

@@ -41,6 +41,7 @@ class DataSchema:
 class ForecastSchema:
     horizon_days: float = 30.0
     weight: float = 1.0
+    calibrate: bool = True
 
 
 @dataclass

@@ -18,11 +18,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from engine.bundle.bundle import TOMBSTONES, read_tombstones
 from engine.bundle.writer import BundleError, BundleWriter, embeddings_table, read_embeddings
 from engine.data import Columns, EventLogSpec, SequenceStore, load_store
 from engine.data.events import resolve_files
 from engine.data.summary import customer_summary
 from engine.embed.writer import embed_base, forecast_table
+from engine.forecast import baselines
+from engine.forecast import metrics as forecast_metrics
 from engine.index import evaluation as lookalike_evaluation
 from engine.index.index import save_index
 from engine.model.io import MODEL_FILE, load_model, save_model
@@ -82,6 +85,12 @@ def load_data(cfg: DictConfig, vocabs: dict | None = None) -> Data:
     spec = EventLogSpec(events_path(cfg), Columns(**d.columns), list(d.purchase_types), list(d.return_types),
                         d.on_bad_rows, d.dedupe)
     store, report = load_store(spec, min_count=d.min_count, vocabs=vocabs)
+    erased = erased_ids(cfg)
+    if erased:
+        gone = store.customer_index(erased)
+        keep = np.setdiff1d(np.arange(store.n_customers), gone[gone >= 0])
+        log.info("leaving out %d erased customer(s) (tombstones of earlier bundles)", store.n_customers - len(keep))
+        store = store.take(keep)
     cutoff = parse_time(d.cutoff)
     future = None
     if cutoff is not None:
@@ -125,6 +134,29 @@ def fit(cfg: DictConfig, data: Data):
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]  # our own checkpoint
         model.load_state_dict(state)
     return model, dm, run
+
+
+def calibrate_forecast(cfg: DictConfig, model, data: Data, spend_scale: float) -> None:
+    """Scale the forecast so that, on the last complete horizon of the training data, predicted totals of
+    purchases and spend equal the realised ones: corrects the bias of a model fitted over older periods when
+    the shop's overall activity drifts (a Poisson fit is unbiased on its training mix of cutoffs, not at the end)."""
+    horizon = int(cfg.forecast.horizon_days * 86400)
+    cutoff = data.as_of - horizon
+    history = data.store.before(cutoff)
+    rows = np.flatnonzero(history.lengths() > 0)
+    if len(rows) < 50:
+        log.info("forecast calibration skipped: %d customers have history before %d", len(rows), cutoff)
+        return
+    arrays = embed(cfg, model, Data(history.take(rows), {}, cutoff), spend_scale)
+    if arrays is None:
+        return
+    truth = baselines.future_truth(data.store.after(cutoff, data.as_of).take(rows))
+    predicted = np.array([arrays["expected_purchases"].sum(), arrays["expected_spend"].sum()], dtype=np.float64)
+    actual = np.array([truth["purchases"].sum(), truth["spend"].sum()])
+    factor = np.where(predicted > 0, actual / np.maximum(predicted, 1e-9), 1.0).clip(0.2, 5.0)
+    model.calibration.copy_(torch.as_tensor(factor, dtype=model.calibration.dtype) * model.calibration)
+    log.info("forecast calibrated on the last %g days: purchases x%.3f, spend x%.3f",
+             cfg.forecast.horizon_days, factor[0], factor[1])
 
 
 def embed(cfg: DictConfig, model, data: Data, spend_scale: float) -> dict[str, np.ndarray] | None:
@@ -211,7 +243,26 @@ def write_embeddings(bundle: BundleWriter, data: Data, arrays: dict[str, np.ndar
     return forecast
 
 
+def erased_ids(cfg: DictConfig) -> list[str]:
+    """Customers erased from the bundle being replaced (out_dir) or read (bundle=): erasure is for good, so a
+    new run over an old log must not bring them back."""
+    ids: set[str] = set()
+    for path in {Path(cfg.out_dir), Path(cfg.bundle) if cfg.bundle else Path(cfg.out_dir)}:
+        if (path / TOMBSTONES).exists():
+            ids.update(read_tombstones(path))
+    return sorted(ids)
+
+
+def carry_tombstones(cfg: DictConfig, bundle: BundleWriter) -> None:
+    """The new bundle keeps the erasure log, so every later load and run applies it again."""
+    erased = erased_ids(cfg)
+    if erased:
+        with open(bundle.path / TOMBSTONES, "w") as f:
+            f.writelines(json.dumps({"customer_id": c, "carried": True}) + "\n" for c in erased)
+
+
 def describe(cfg: DictConfig, bundle: BundleWriter, data: Data) -> None:
+    carry_tombstones(cfg, bundle)
     bundle.manifest["config"] = OmegaConf.to_container(cfg, resolve=True)
     bundle.manifest["data"] = data.info
     bundle.manifest["horizon_days"] = cfg.forecast.horizon_days if cfg.forecast.weight > 0 else None
@@ -234,6 +285,8 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
     """Fit, embed, segment, index and write one bundle to out_dir (with evaluations when ``evaluate``)."""
     data = load_data(cfg)
     model, dm, run = fit(cfg, data)
+    if cfg.forecast.weight > 0 and cfg.forecast.calibrate:
+        calibrate_forecast(cfg, model, data, dm.spend_scale)
     arrays = embed(cfg, model, data, dm.spend_scale)
     if arrays is None:
         return None
@@ -250,17 +303,33 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
 
 
 def evaluations(cfg: DictConfig, bundle: BundleWriter, data: Data, arrays: dict[str, np.ndarray]) -> None:
-    """Score lookalikes on the events after the cutoff; print the table and keep it in the bundle."""
+    """Score lookalikes and forecasts on the events after the cutoff; print the tables, keep them in the bundle."""
     e = cfg.evaluate
     summary = {"lookalike": lookalike_evaluation.evaluate(data.store, data.future, arrays["embedding"],
                                                           e.lookalike_items, e.min_buyers, cfg.seed)}
     tables = {"Lookalike audiences (items bought after the cutoff; half the buyers as seeds)":
               lookalike_evaluation.markdown(summary["lookalike"])}
+    if "expected_purchases" in arrays:
+        horizon = cfg.forecast.horizon_days
+        summary["forecast"] = forecast_evaluation(data, arrays, horizon)
+        tables[f"Forecast of the {horizon:g} days after the cutoff ({data.store.n_customers} customers)"] = \
+            forecast_metrics.markdown(summary["forecast"])
     (bundle.path / "evaluation.json").write_text(json.dumps(summary, indent=1))
     (bundle.path / "evaluation.md").write_text("\n\n".join(f"## {k}\n\n{v}" for k, v in tables.items()) + "\n")
     bundle.extra_tables = tables
     for heading, table in tables.items():
         print(f"\n{heading}\n{table}")
+
+
+def forecast_evaluation(data: Data, arrays: dict[str, np.ndarray], horizon_days: float) -> dict:
+    """The neural forecast beside the baselines, all fitted on the history, scored on [cutoff, cutoff + H)."""
+    until = data.as_of + int(horizon_days * 86400)
+    truth = baselines.future_truth(data.future.mask_events(np.asarray(data.future.columns["ts"]) < until))
+    results = {"neural": {"expected_purchases": arrays["expected_purchases"].astype(np.float64),
+                          "expected_spend": arrays["expected_spend"].astype(np.float64),
+                          "p_buy": 1.0 - arrays["p_churn"].astype(np.float64)}}
+    results.update(baselines.all_baselines(data.store, data.as_of, horizon_days))
+    return forecast_metrics.compare(results, truth)
 
 
 def run_evaluate(cfg: DictConfig) -> Path | None:
@@ -271,7 +340,9 @@ def run_evaluate(cfg: DictConfig) -> Path | None:
 def run_fit(cfg: DictConfig) -> Path | None:
     """Train only: the bundle holds the model, vocabularies and store, ready for stage=embed."""
     data = load_data(cfg)
-    model, _, run = fit(cfg, data)
+    model, dm, run = fit(cfg, data)
+    if cfg.forecast.weight > 0 and cfg.forecast.calibrate:
+        calibrate_forecast(cfg, model, data, dm.spend_scale)
     if not run.is_global_zero:
         return None
     with BundleWriter(cfg.out_dir) as bundle:

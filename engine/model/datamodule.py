@@ -87,6 +87,10 @@ class TrainCollate:
         first = ts[self.store.offsets[rows]]
         low, high = first + 1, self.end - self.horizon
         weight = (high > low).astype(np.float32)
+        # Half the cutoffs anywhere in the history, half in the last few horizons: the forecast is asked for
+        # at the data's end, so recent behaviour (trends, churn) weighs more.
+        recent = rng.random(len(rows)) < 0.5
+        low = np.where(recent, np.maximum(low, high - 3 * self.horizon), low)
         cutoff = low + np.floor(rng.random(len(rows)) * np.maximum(high - low, 1)).astype(np.int64)
         hist_end = self.index.first_at_or_after(rows, cutoff)
         future_end = self.index.first_at_or_after(rows, cutoff + self.horizon)
@@ -121,9 +125,9 @@ class SequenceDataModule(pl.LightningDataModule):
     """Train/validation CoLES batches and prediction batches over one store."""
 
     def __init__(self, store: SequenceStore, batch_size: int = 64, n_slices: int = 4, min_len: int = 16,
-                 max_len: int = 64, predict_batch_size: int = 512, predict_max_len: int = 256,
+                 max_len: int = 64, predict_batch_size: int = 512, predict_max_len: int = 128,
                  val_fraction: float = 0.1, seed: int = 0, num_workers: int = 0, pin_memory: bool = False,
-                 horizon_days: float | None = None, forecast_max_len: int = 128, as_of: int | None = None):
+                 horizon_days: float | None = None, forecast_max_len: int | None = None, as_of: int | None = None):
         super().__init__()
         self.store = store
         self.index = StoreIndex.build(store)
@@ -132,8 +136,9 @@ class SequenceDataModule(pl.LightningDataModule):
         self.as_of = as_of if as_of is not None else store.time_range()[1] + 1
         self.train_rows, self.val_rows = split_rows(store.customer_ids, val_fraction, seed)
         self.spend_scale = self._spend_scale()
+        # forecast histories as long as predicted ones: the head sees the same kind of state in both
         self.train_collate = TrainCollate(store, self.index, n_slices, min_len, max_len, horizon_days,
-                                          forecast_max_len, self.spend_scale)
+                                          forecast_max_len or predict_max_len, self.spend_scale)
         self.predict_collate = PredictCollate(store, self.index, predict_max_len, self.as_of)
 
     def _spend_scale(self) -> float:

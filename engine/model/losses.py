@@ -39,3 +39,24 @@ def forecast_loss(predicted: dict[str, torch.Tensor], count: torch.Tensor, spend
              + tweedie_deviance(predicted["log_spend"], spend)
              + F.binary_cross_entropy_with_logits(predicted["churn_logit"], churn, reduction="none"))
     return (total * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def item_loss(logits: torch.Tensor, views: dict, labels: torch.Tensor, n_customers: int) -> torch.Tensor:
+    """Cross-entropy of each view's item logits [N, K] against the item mix of the customer's OTHER views.
+
+    views["cat"][..., 1] holds item ids (0 unknown; ids >= K, the rarest, are left out)."""
+    n, k = logits.shape
+    items = views["cat"][..., 1]
+    steps = torch.arange(items.shape[1], device=items.device)
+    valid = (items > 0) & (items < k) & (steps[None, :] < views["lengths"].to(items.device)[:, None])
+    counts = torch.zeros(n, k, device=logits.device, dtype=logits.dtype)
+    counts.scatter_add_(1, torch.where(valid, items, 0), valid.to(logits.dtype))
+    counts[:, 0] = 0
+    per_customer = torch.zeros(n_customers, k, device=logits.device, dtype=logits.dtype).index_add_(0, labels, counts)
+    target = per_customer[labels] - counts
+    mass = target.sum(1)
+    has = mass > 0
+    if not has.any():
+        return logits.sum() * 0.0
+    target = target[has] / mass[has, None]
+    return -(target * torch.log_softmax(logits[has].float(), dim=-1)).sum(1).mean()

@@ -1,7 +1,9 @@
 """The LightningModule: event encoder trained contrastively (CoLES), with an optional forecasting head.
 
 CoLES: random slices of one customer's history are positives, slices of other customers in the batch are
-negatives (multi-positive InfoNCE on cosine similarity). The forecasting head reads the encoder state of a
+negatives (multi-positive InfoNCE on cosine similarity). Beside it, each view's embedding predicts the items
+of the customer's other views (cosine logits against a vector per item), so that customers who buy alike lie
+close: what lookalike audiences need. The forecasting head reads the encoder state of a
 history cut at T plus recency context and predicts purchases and spend in the next horizon (Poisson and
 Tweedie losses) and the probability of no purchase (logistic).
 """
@@ -16,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.model.encoder import EventEmbedding
-from engine.model.losses import coles_loss, forecast_loss
+from engine.model.losses import coles_loss, forecast_loss, item_loss
 
 CONTEXT = 3
 
@@ -26,13 +28,20 @@ class CustomerEncoder(pl.LightningModule):
 
     def __init__(self, vocab_sizes: list[int], encoder: Callable[..., nn.Module], dim: int = 128,
                  out_dim: int = 64, temperature: float = 0.1, lr: float = 2e-3, weight_decay: float = 1e-4,
-                 dropout: float = 0.1, forecast_weight: float = 0.0, spend_scale: float = 1.0):
+                 dropout: float = 0.1, forecast_weight: float = 0.0, spend_scale: float = 1.0,
+                 item_weight: float = 1.0, item_head_size: int = 8192):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
         self.embed = EventEmbedding(vocab_sizes, dim, dropout)
         self.encoder = encoder(dim=dim)
         self.project = nn.Linear(dim, out_dim)
         self.head = nn.Sequential(nn.Linear(dim + CONTEXT, dim), nn.GELU(), nn.Linear(dim, 3))
+        # Item affinity: cosine logits between the embedding and one vector per (frequent) item.
+        self.n_head_items = min(vocab_sizes[1], item_head_size)
+        self.item_vectors = nn.Parameter(torch.randn(self.n_head_items, out_dim) * 0.1)
+        self.item_weight = item_weight
+        # Forecast recalibration on the latest complete horizon (set by engine.pipeline.calibrate_forecast).
+        self.register_buffer("calibration", torch.ones(2))
         self.temperature, self.lr, self.weight_decay = temperature, lr, weight_decay
         self.forecast_weight, self.spend_scale = forecast_weight, spend_scale
 
@@ -56,6 +65,11 @@ class CustomerEncoder(pl.LightningModule):
         z = self(batch["views"])
         loss = coles_loss(z, batch["labels"], self.temperature)
         self.log(f"{stage}_coles", loss, prog_bar=stage == "train", batch_size=len(batch["rows"]))
+        if self.item_weight:
+            logits = z @ F.normalize(self.item_vectors, dim=-1).T / self.temperature
+            i_loss = item_loss(logits, batch["views"], batch["labels"], len(batch["rows"]))
+            self.log(f"{stage}_items", i_loss, prog_bar=stage == "train", batch_size=len(batch["rows"]))
+            loss = loss + self.item_weight * i_loss
         if self.forecast_weight and "forecast" in batch:
             pairs = batch["forecast"]
             predicted = self.forecast(self.state(pairs), pairs["context"])
@@ -76,8 +90,8 @@ class CustomerEncoder(pl.LightningModule):
         out = {"rows": batch["rows"], "embedding": self.embedding(state)}
         if self.forecast_weight:
             f = self.forecast(state, batch["context"])
-            out["expected_purchases"] = f["log_count"].exp()
-            out["expected_spend"] = f["log_spend"].exp() * self.spend_scale
+            out["expected_purchases"] = f["log_count"].exp() * self.calibration[0]
+            out["expected_spend"] = f["log_spend"].exp() * self.spend_scale * self.calibration[1]
             out["p_churn"] = torch.sigmoid(f["churn_logit"])
         return out
 

@@ -127,3 +127,20 @@ def test_wrong_type_fails_at_composition():
 def test_stage_requires_a_bundle(tmp_path):
     with pytest.raises(Exception, match="needs an existing bundle"):
         run(pipeline.run_segment, ["stage=segment", f"out_dir={tmp_path / 'none'}"])
+
+
+def test_erased_customers_stay_erased_when_retrained_over_the_old_log(bundle, tiny_log, tmp_path):
+    import shutil
+
+    from engine.bundle import Bundle
+
+    out = tmp_path / "bundle"
+    shutil.copytree(bundle, out)
+    ids, _ = read_embeddings(out / "embeddings.parquet")
+    victim = ids[5].as_py()
+    Bundle.load(out).erase(victim)
+    run(pipeline.run_all, [f"data.path={tiny_log}", f"out_dir={out}"])  # the raw log still has the victim
+    new_ids, _ = read_embeddings(out / "embeddings.parquet")
+    assert victim not in new_ids.to_pylist() and len(new_ids) == len(ids) - 1
+    assert victim not in SequenceStore.open(out / "store").customer_ids.to_pylist()
+    assert victim in (out / "tombstones.jsonl").read_text()

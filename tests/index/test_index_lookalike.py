@@ -133,3 +133,20 @@ def test_evaluate_lookalike_per_method():
     assert math.isnan(evaluate_lookalike({"m": np.ones(2)}, np.zeros(2, bool))["m"]["roc_auc"])
     with pytest.raises(ValueError, match="m has \\(3,\\) scores for \\(5,\\) positives"):
         evaluate_lookalike({"m": np.ones(3)}, positives)
+
+
+def test_nearest_seeds_is_exact_on_a_flat_index_and_never_returns_seeds_or_excluded():
+    from engine.index.lookalike import nearest_seed_scores
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index = build_index(x, np.arange(len(x)))
+    seeds, excluded = np.arange(10), np.array([2999, 1234])
+    rows, scores = lookalike(index, x, seeds, 50, exclude_rows=excluded, method="nearest_seeds")
+    exact = nearest_seed_scores(x, seeds)
+    exact[np.concatenate([seeds, excluded])] = -np.inf
+    assert rows.tolist() == np.argsort(-exact, kind="stable")[:50].tolist()
+    assert np.allclose(scores, exact[rows], atol=1e-6)
+    # by hand for one row: the mean of its 3 highest similarities to the seeds
+    assert np.isclose(exact[100], np.sort(x[100] @ x[seeds].T)[-3:].mean(), atol=1e-6)

@@ -1,7 +1,7 @@
 """Event log -> validated events -> packed per-customer sequence store (+ synthetic generator)."""
 
 from engine.data.events import Columns, EventLogError, EventLogSpec, IngestReport, read_events
-from engine.data.store import SequenceStore, build_store
+from engine.data.store import SequenceStore, build_store, pack
 from engine.data.vocab import UNKNOWN
 
 __all__ = ["Columns", "EventLogError", "EventLogSpec", "IngestReport", "SequenceStore", "UNKNOWN",
@@ -11,7 +11,9 @@ __all__ = ["Columns", "EventLogError", "EventLogSpec", "IngestReport", "Sequence
 def load_store(spec: EventLogSpec, min_count: int = 1, vocabs: dict | None = None) -> tuple[SequenceStore, IngestReport]:
     """Read and validate the log named by ``spec`` and pack it into a store; the report counts what was dropped."""
     events, report = read_events(spec)
-    store, report.duplicates_removed = build_store(
-        events, spec.purchase_types, spec.return_types, dedupe=spec.dedupe, min_count=min_count, vocabs=vocabs
+    columns = dict(zip(events.column_names, events.columns, strict=True))
+    del events  # pack frees each column once packed
+    store, report.duplicates_removed = pack(
+        columns, spec.purchase_types, spec.return_types, dedupe=spec.dedupe, min_count=min_count, vocabs=vocabs
     )
     return store, report

@@ -1,7 +1,8 @@
 """Read an event log (Parquet or CSV: a file, a directory, or a glob) into validated canonical columns.
 
 The canonical schema: ``customer_id`` (string), ``ts`` (int64 epoch seconds, UTC), ``event_type`` (string),
-and the optional ``item_id``, ``category``, ``channel`` (string), ``amount``, ``quantity`` (float64).
+and the optional ``item_id``, ``category``, ``channel`` (string), ``amount``, ``quantity`` (float64). The
+string columns are dictionary-encoded (``STRING``), so a repeated id is stored once.
 An optional column may be absent or null: that is unknown, not bad input.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from engine.data.timestamps import UnparseableTimestamps, epoch_seconds
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +30,7 @@ NUMERIC = ("amount", "quantity")
 OPTIONAL = ("item_id", "category", "amount", "quantity", "channel")
 CANONICAL = REQUIRED + OPTIONAL
 SHOW_ROWS = 5
+STRING = pa.dictionary(pa.int32(), pa.string())  # the type of customer_id and the categorical columns
 
 
 class EventLogError(ValueError):
@@ -91,6 +96,12 @@ def resolve_files(path: str | os.PathLike) -> list[str]:
     return files
 
 
+def release_arrow_memory() -> None:
+    """Hand freed Arrow memory back to the system: the allocator keeps it for reuse otherwise, and the
+    numpy arrays that replace Arrow columns cannot reuse it."""
+    pa.default_memory_pool().release_unused()
+
+
 def _rows(mask: np.ndarray) -> str:
     rows = np.flatnonzero(mask)
     shown = ", ".join(str(r) for r in rows[:SHOW_ROWS])
@@ -98,168 +109,175 @@ def _rows(mask: np.ndarray) -> str:
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
 
 
-def _read_file(file: str, spec: EventLogSpec) -> pa.Table:
-    """One file's table with the user's columns renamed to canonical names (absent optional ones left out)."""
+def _read_file(file: str, spec: EventLogSpec) -> dict[str, pa.ChunkedArray]:
+    """One file's columns by canonical name (absent optional ones left out).
+
+    Parquet string columns are read dictionary-encoded, so that repeated ids are never materialised."""
     names = {getattr(spec.columns, f): f for f in CANONICAL}
+    is_csv = file.endswith(".csv")
     try:
-        if file.endswith(".csv"):
-            opts = pacsv.ConvertOptions(
-                column_types={spec.columns.ts: pa.string(), spec.columns.customer_id: pa.string()},
-                strings_can_be_null=True,
-            )
+        if is_csv:
+            # ids stay strings ('007' is not 7), timestamps are parsed by _parse_ts
+            text = [spec.columns.ts, spec.columns.customer_id] + [getattr(spec.columns, f) for f in CATEGORICAL]
+            opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in text}, strings_can_be_null=True)
             table = pacsv.read_csv(file, convert_options=opts)
+            found = table.column_names
         else:
             schema = pq.read_schema(file)
-            table = pq.read_table(file, columns=[c for c in schema.names if c in names])
+            found = schema.names
+            wanted = [c for c in found if c in names]
+            strings = [c for c in wanted if names[c] != "ts" and _is_string(schema.field(c).type)]
+            table = _read_parquet(file, wanted, strings)
     except (pa.ArrowInvalid, OSError) as err:
-        raise EventLogError(f"{file}: cannot read as {'CSV' if file.endswith('.csv') else 'Parquet'}: {err}") from err
-    missing = [getattr(spec.columns, f) for f in REQUIRED if getattr(spec.columns, f) not in table.column_names]
+        raise EventLogError(f"{file}: cannot read as {'CSV' if is_csv else 'Parquet'}: {err}") from err
+    missing = [getattr(spec.columns, f) for f in REQUIRED if getattr(spec.columns, f) not in found]
     if missing:
         raise EventLogError(
-            f"{file}: missing required column(s) {missing} (found {table.column_names}; "
+            f"{file}: missing required column(s) {missing} (found {found}; "
             f"map your names with data.columns.<field>=<your column>)"
         )
-    keep = [c for c in table.column_names if c in names]
-    return table.select(keep).rename_columns([names[c] for c in keep])
+    release_arrow_memory()  # the reader's buffers
+    return {names[c]: table[c] for c in table.column_names if c in names}
 
 
-def _parse_ts(column: pa.ChunkedArray, file: str, source: str) -> pa.Array:
-    """Timestamps (native, ISO 8601 strings, or epoch seconds/milliseconds) as int64 epoch seconds."""
-    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if pa.types.is_timestamp(col.type):
-        unit_ts = pc.cast(col, pa.timestamp("s", tz=col.type.tz), safe=False)
-        return pc.cast(unit_ts, pa.int64())
-    if pa.types.is_date(col.type):
-        return pc.cast(pc.cast(col, pa.timestamp("s")), pa.int64())
-    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
-        values = pc.cast(col, pa.float64())
-        # Epoch numbers: seconds, or milliseconds when they are too large to be seconds (after year 5138).
-        scale = 1000.0 if (pc.max(pc.abs(values)).as_py() or 0) > 1e11 else 1.0
-        return pc.cast(pc.floor(pc.divide(values, scale)), pa.int64())
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        try:
-            return _cast_ts_strings(col)
-        except pa.ArrowInvalid:
-            bad = _unparseable_ts(col)
-            shown = ", ".join(f"row {r}: {v!r}" for r, v in bad[:SHOW_ROWS])
-            raise EventLogError(
-                f"{file}: column '{source}': cannot parse as a timestamp ({shown}; "
-                f"expected ISO 8601 like '2024-03-01T12:30:00Z' or epoch seconds)"
-            ) from None
-    raise EventLogError(f"{file}: column '{source}' has type {col.type}; expected a timestamp, ISO 8601 string or epoch")
+def _read_parquet(file: str, columns: list[str], dictionary_columns: list[str]) -> pa.Table:
+    """The file's row groups, read in parallel by contiguous blocks, one thread per block. Each thread frees
+    its allocator cache when done: Arrow's own reader threads would keep a few hundred MB of it."""
+    with pq.ParquetFile(file, read_dictionary=dictionary_columns) as parquet:
+        n_groups = parquet.num_row_groups
+        n_blocks = min(os.cpu_count() or 1, n_groups)
+        if n_blocks <= 1:
+            return parquet.read(columns=columns, use_threads=True)
+
+    def read(groups: np.ndarray) -> pa.Table:
+        with pq.ParquetFile(file, read_dictionary=dictionary_columns) as parquet:
+            tables = [parquet.read_row_group(int(i), columns=columns, use_threads=False) for i in groups]
+        release_arrow_memory()
+        return pa.concat_tables(tables)
+
+    with ThreadPoolExecutor(max_workers=n_blocks) as pool:
+        groups = np.array_split(np.arange(n_groups), n_blocks)
+        return pa.concat_tables(list(pool.map(read, groups)))
 
 
-def _cast_ts_strings(col: pa.Array) -> pa.Array:
-    """ISO 8601 strings, with or without a zone (no zone means UTC), as int64 epoch seconds."""
-    zoned = pc.fill_null(pc.match_substring_regex(col, r"(Z|[+-]\d\d:?\d\d)$"), False)
-    if not pc.any(zoned).as_py():
-        return pc.cast(pc.cast(col, pa.timestamp("s")), pa.int64())
-    if pc.all(zoned).as_py():
-        return pc.cast(pc.cast(col, pa.timestamp("s", tz="UTC")), pa.int64())
-    naive = pc.cast(pc.cast(pc.if_else(zoned, pa.scalar(None, pa.string()), col), pa.timestamp("s")), pa.int64())
-    aware = pc.if_else(zoned, col, pa.scalar(None, pa.string()))
-    aware = pc.cast(pc.cast(aware, pa.timestamp("s", tz="UTC")), pa.int64())
-    return pc.if_else(zoned, aware, naive)
+def _is_string(type_: pa.DataType) -> bool:
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_)
 
 
-def _unparseable_ts(col: pa.Array) -> list[tuple[int, str]]:
-    """The rows whose string does not parse; found chunk by chunk so only the failing chunk is examined."""
-    bad: list[tuple[int, str]] = []
-    step = 65536
-    for start in range(0, len(col), step):
-        chunk = col.slice(start, step)
-        try:
-            _cast_ts_strings(chunk)
-            continue
-        except pa.ArrowInvalid:
-            pass
-        for i, value in enumerate(chunk.to_pylist()):
-            if value is None:
-                continue
-            try:
-                _cast_ts_strings(pa.array([value], pa.string()))
-            except pa.ArrowInvalid:
-                bad.append((start + i, value))
-                if len(bad) >= SHOW_ROWS:
-                    return bad
-    return bad
+def _dictionary(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A string-like column as dictionary<int32, string> (the canonical type of ids and categories)."""
+    if pa.types.is_dictionary(column.type):
+        return column if column.type == STRING else pc.cast(column, STRING)
+    return pc.dictionary_encode(column if _is_string(column.type) else pc.cast(column, pa.string()))
 
 
-def _numeric(column: pa.ChunkedArray, file: str, source: str) -> pa.Array:
-    col = column.combine_chunks()
-    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_null(col.type):
-        return pc.cast(col, pa.float64())
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        values = np.asarray(col.to_numpy(zero_copy_only=False), dtype=object)
-        stripped = pc.utf8_trim_whitespace(col)
+def _parse_ts(column: pa.ChunkedArray, file: str, source: str) -> pa.ChunkedArray | pa.Array:
+    """The timestamp column as int64 epoch seconds; an EventLogError naming the rows that do not parse."""
+    try:
+        return epoch_seconds(column)
+    except UnparseableTimestamps as err:
+        shown = ", ".join(f"row {r}: {v!r}" for r, v in err.rows[:SHOW_ROWS])
+        raise EventLogError(
+            f"{file}: column '{source}': cannot parse as a timestamp ({shown}; "
+            f"expected ISO 8601 like '2024-03-01T12:30:00Z' or epoch seconds)"
+        ) from None
+    except TypeError:
+        raise EventLogError(
+            f"{file}: column '{source}' has type {column.type}; expected a timestamp, ISO 8601 string or epoch"
+        ) from None
+
+
+def _numeric(column: pa.ChunkedArray, file: str, source: str) -> pa.ChunkedArray:
+    """A numeric column (numbers, or CSV strings of numbers; empty is unknown) as float64."""
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type):
+        return pc.cast(column, pa.float64())
+    if _is_string(column.type):
+        stripped = pc.utf8_trim_whitespace(column)
         numeric = pc.match_substring_regex(stripped, r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-        ok = pc.or_(pc.is_null(col), pc.fill_null(numeric, False)).to_numpy(zero_copy_only=False)
+        ok = pc.or_(pc.is_null(column), pc.fill_null(numeric, False)).to_numpy(zero_copy_only=False)
         if not ok.all():
             rows = np.flatnonzero(~ok)[:SHOW_ROWS]
-            shown = ", ".join(f"row {r}: {values[r]!r}" for r in rows)
+            values = column.take(pa.array(rows)).to_pylist()
+            shown = ", ".join(f"row {r}: {v!r}" for r, v in zip(rows, values, strict=True))
             raise EventLogError(f"{file}: column '{source}': not a number ({shown}; expected a numeric value or empty)")
         return pc.cast(stripped, pa.float64())
-    raise EventLogError(f"{file}: column '{source}' has type {col.type}; expected numbers")
+    raise EventLogError(f"{file}: column '{source}' has type {column.type}; expected numbers")
 
 
-def _canonical(table: pa.Table, file: str, spec: EventLogSpec, report: IngestReport) -> pa.Table:
-    """Validate and convert one file's table; applies the bad-row policy to null customers and timestamps."""
+def _mask(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return column.to_numpy(zero_copy_only=False) if len(column) else np.zeros(0, dtype=bool)
+
+
+def _canonical(raw: dict[str, pa.ChunkedArray], file: str, spec: EventLogSpec, report: IngestReport) -> pa.Table:
+    """Validate and convert one file's columns, popping each from ``raw`` as it goes (so it is freed); applies
+    the bad-row policy to null customers and timestamps."""
     source = {f: getattr(spec.columns, f) for f in CANONICAL}
-    n = table.num_rows
-    cols: dict[str, pa.Array] = {}
-    cols["customer_id"] = pc.cast(table["customer_id"].combine_chunks(), pa.string())
-    cols["ts"] = _parse_ts(table["ts"], file, source["ts"])
+    n = len(raw["customer_id"])
+    report.rows_read += n
+    cols = {"customer_id": _dictionary(raw.pop("customer_id")), "ts": _parse_ts(raw.pop("ts"), file, source["ts"])}
+    release_arrow_memory()
     for name in CATEGORICAL:
-        if name in table.column_names:
-            cols[name] = pc.cast(table[name].combine_chunks(), pa.string())
-        else:
-            cols[name] = pa.nulls(n, pa.string())
+        cols[name] = _dictionary(raw.pop(name)) if name in raw else pa.nulls(n, STRING)
     for name in NUMERIC:
-        cols[name] = _numeric(table[name], file, source[name]) if name in table.column_names else pa.nulls(n, pa.float64())
+        cols[name] = _numeric(raw.pop(name), file, source[name]) if name in raw else pa.nulls(n, pa.float64())
+        release_arrow_memory()
+    cols = {k: v if isinstance(v, pa.ChunkedArray) else pa.chunked_array([v]) for k, v in cols.items()}
 
-    null_customer = pc.is_null(cols["customer_id"]).to_numpy(zero_copy_only=False)
-    null_ts = pc.is_null(cols["ts"]).to_numpy(zero_copy_only=False)
+    null_customer = _mask(pc.is_null(cols["customer_id"])) if cols["customer_id"].null_count else np.zeros(n, bool)
+    null_ts = _mask(pc.is_null(cols["ts"])) if cols["ts"].null_count else np.zeros(n, bool)
     bad = null_customer | null_ts
+    if bad.any() and spec.on_bad_rows != "drop":
+        which, mask = ("customer_id", null_customer) if null_customer.any() else ("ts", null_ts)
+        raise EventLogError(
+            f"{file}: column '{source[which]}': null in {_rows(mask)} "
+            f"(set data.on_bad_rows=drop to drop and count such rows)"
+        )
+    _check_amounts(cols, bad, file, spec, source["amount"])
     if bad.any():
-        if spec.on_bad_rows != "drop":
-            which = "customer_id" if null_customer.any() else "ts"
-            mask = null_customer if which == "customer_id" else null_ts
-            raise EventLogError(
-                f"{file}: column '{source[which]}': null in {_rows(mask)} "
-                f"(set data.on_bad_rows=drop to drop and count such rows)"
-            )
         report.dropped_null_customer += int(null_customer.sum())
         report.dropped_null_ts += int((null_ts & ~null_customer).sum())
         keep = pa.array(~bad)
-        cols = {k: pc.filter(v, keep) for k, v in cols.items()}
-
-    amount = cols["amount"].to_numpy(zero_copy_only=False)
-    negative = np.nan_to_num(amount, nan=0.0) < 0
-    if negative.any():
-        is_return = pc.is_in(cols["event_type"], pa.array(spec.return_types, pa.string()))
-        wrong = negative & ~pc.fill_null(is_return, False).to_numpy(zero_copy_only=False)
-        if wrong.any():
-            raise EventLogError(
-                f"{file}: column '{source['amount']}': negative amount on a non-return event in {_rows(wrong)} "
-                f"(expected amount >= 0 unless event_type is one of data.return_types={list(spec.return_types)})"
-            )
+        for name in cols:  # one column at a time, so that only one extra copy is alive
+            cols[name] = pc.filter(cols[name], keep)
     return pa.table(cols)
+
+
+def _check_amounts(cols: dict, bad: np.ndarray, file: str, spec: EventLogSpec, source: str) -> None:
+    """Raise on a negative amount outside the return types; rows about to be dropped (bad) are not checked."""
+    amount = cols["amount"]
+    starts = np.cumsum([0] + [len(chunk) for chunk in amount.chunks])
+    negative = np.concatenate([np.zeros(0, dtype=np.int64)] + [  # NaN (unknown) is not negative
+        start + np.flatnonzero(chunk.to_numpy(zero_copy_only=False) < 0)
+        for start, chunk in zip(starts[:-1], amount.chunks, strict=True)
+    ])
+    negative = negative[~bad[negative]]
+    if not len(negative):
+        return
+    event_type = cols["event_type"].take(pa.array(negative))
+    is_return = pc.is_in(event_type, value_set=pa.array(spec.return_types, pa.string()))
+    wrong = negative[~_mask(pc.fill_null(is_return, False))]
+    if len(wrong):
+        mask = np.zeros(len(bad), dtype=bool)
+        mask[wrong] = True
+        raise EventLogError(
+            f"{file}: column '{source}': negative amount on a non-return event in {_rows(mask)} "
+            f"(expected amount >= 0 unless event_type is one of data.return_types={list(spec.return_types)})"
+        )
 
 
 def read_events(spec: EventLogSpec) -> tuple[pa.Table, IngestReport]:
     """Read, validate and concatenate every file of the log, in canonical columns.
 
-    Returns (events, report): events is a pyarrow Table with the CANONICAL columns, in file order; duplicates
-    are not removed here (the store removes them after sorting, where they are adjacent)."""
+    Returns (events, report): events is a pyarrow Table with the CANONICAL columns (customer_id and the
+    categorical ones dictionary-encoded), in file order; duplicates are not removed here (the store removes
+    them after sorting, where they are adjacent)."""
     if spec.on_bad_rows not in ("drop", "fail"):
         raise EventLogError(f"data.on_bad_rows={spec.on_bad_rows!r}: expected 'drop' or 'fail'")
     files = resolve_files(spec.path)
     report = IngestReport(files=files)
     tables = []
     for file in files:
-        raw = _read_file(file, spec)
-        report.rows_read += raw.num_rows
-        tables.append(_canonical(raw, file, spec, report))
+        tables.append(_canonical(_read_file(file, spec), file, spec, report))
     events = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     if events.num_rows == 0:
         raise EventLogError(f"{spec.path}: the event log is empty (no rows with a customer and a timestamp)")

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,9 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as feather
 
-from engine.data.events import CATEGORICAL, NUMERIC
-from engine.data.vocab import UNKNOWN, build_vocab, encode
+from engine.data.events import CATEGORICAL, NUMERIC, release_arrow_memory
 from engine.data.sort import sort_events
+from engine.data.vocab import BLOCK, UNKNOWN, DictionaryCodes, encode, vocab_from_counts
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +129,9 @@ class SequenceStore:
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         feather.write_feather(pa.table({"customer_id": self.customer_ids}), tmp / "customers.arrow",
                               compression="uncompressed")
-        np.save(tmp / "offsets.npy", self.offsets)
-        for name, values in self.columns.items():
-            np.save(tmp / f"{name}.npy", values)
+        arrays = {"offsets": self.offsets, **self.columns}
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # writes release the GIL
+            list(pool.map(lambda name: np.save(tmp / f"{name}.npy", arrays[name]), arrays))
         (tmp / "vocabs.json").write_text(json.dumps(self.vocabs))
         meta = {"version": STORE_VERSION, "fields": list(self.columns), "n_customers": self.n_customers,
                 "n_events": self.n_events, "purchase_types": self.purchase_types,
@@ -172,49 +173,128 @@ def build_store(
 ) -> tuple[SequenceStore, int]:
     """Pack canonical events (see engine.data.events) into a SequenceStore, vectorized throughout.
 
-    vocabs: reuse existing vocabularies (a trained model's) instead of building new ones; tokens unseen by
-    them map to UNKNOWN. Returns (store, duplicates_removed)."""
-    customer = pc.dictionary_encode(events["customer_id"]).combine_chunks()
-    customer_codes = customer.indices.to_numpy().astype(np.int64)
-    ts = events["ts"].to_numpy().astype(np.int64)
-    order = sort_events(customer_codes, ts)
+    Customers are ordered by customer_id, their events by time (ties keep their log order). vocabs: reuse
+    existing vocabularies (a trained model's) instead of building new ones; tokens unseen by them map to
+    UNKNOWN. Returns (store, duplicates_removed)."""
+    columns = dict(zip(events.column_names, events.columns, strict=True))
+    return pack(columns, purchase_types, return_types, dedupe, min_count, vocabs)
 
+
+def pack(
+    events: dict[str, pa.ChunkedArray],
+    purchase_types: list[str],
+    return_types: list[str],
+    dedupe: bool = True,
+    min_count: int = 1,
+    vocabs: dict[str, list[str]] | None = None,
+) -> tuple[SequenceStore, int]:
+    """build_store over a dict of canonical columns that it empties as it goes: each Arrow column is freed
+    as soon as its packed array exists, so the peak is about the log plus a few columns."""
+    unsorted: dict[str, np.ndarray] = {}
     new_vocabs: dict[str, list[str]] = {}
-    columns: dict[str, np.ndarray] = {"ts": ts[order]}
-    for name in CATEGORICAL:
-        values = events[name]
-        if vocabs is not None:
-            vocab = vocabs[name]
-        else:
-            vocab = build_vocab(values, min_count=1 if name == "event_type" else min_count)
-        new_vocabs[name] = vocab
-        columns[name] = encode(values, vocab)[order]
-    for name in NUMERIC:
-        columns[name] = events[name].to_numpy(zero_copy_only=False).astype(np.float32)[order]
-    customer_codes = customer_codes[order]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # numpy and arrow release the GIL
+        # Categorical ids are encoded in the pool while this thread finds the event order.
+        encoding = {name: pool.submit(_encode, events, name, vocabs[name] if vocabs else None,
+                                      1 if name == "event_type" else min_count) for name in CATEGORICAL}
+        for name, dtype in [("ts", np.int64)] + [(name, np.float32) for name in NUMERIC]:
+            unsorted[name] = _numpy(events.pop(name), dtype)
+            release_arrow_memory()
+        customer_ids, customer, counts = _customers(events)
+        order = sort_events(customer, unsorted["ts"])
+        del customer
+        for name in CATEGORICAL:  # popped: a finished future would keep its result alive
+            new_vocabs[name], unsorted[name] = encoding.pop(name).result()
+        columns = _in_order(unsorted, ("ts",) + NUMERIC, order, pool)  # 16 bytes per event
+        columns.update(_in_order(unsorted, CATEGORICAL, order, pool))  # 16 bytes per event
+        del order
+    columns = {name: columns[name] for name in FIELDS}
 
-    removed = 0
-    if dedupe:
-        dup = _duplicates(customer_codes, columns)
-        removed = int(dup.sum())
-        if removed:
-            keep = ~dup
-            customer_codes = customer_codes[keep]
-            columns = {k: v[keep] for k, v in columns.items()}
-    counts = np.bincount(customer_codes, minlength=len(customer.dictionary))
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    store = SequenceStore(customer.dictionary, offsets, columns, new_vocabs, list(purchase_types),
-                          list(return_types))
+    removed = 0
+    if dedupe:
+        dup = _duplicates(offsets, columns)
+        removed = int(dup.sum())
+        if removed:
+            owner = np.searchsorted(offsets, np.flatnonzero(dup), side="right") - 1
+            np.cumsum(counts - np.bincount(owner, minlength=len(counts)), out=offsets[1:])
+            keep = ~dup
+            for name in columns:  # one column at a time, so that only one extra copy is alive
+                columns[name] = columns[name][keep]
+    store = SequenceStore(customer_ids, offsets, columns, new_vocabs, list(purchase_types), list(return_types))
     return store, removed
 
 
-def _duplicates(customer: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
-    """bool [n_events]: the event equals an earlier one in every field. Input sorted by (customer, ts), so
-    equal events share a (customer, ts) run; only rows in such runs are reordered to make them adjacent."""
+def _customers(events: dict[str, pa.ChunkedArray]) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """Pops events["customer_id"]; returns (customer_ids: string [n_customers] sorted, customer: int32
+    [n_events] row of each event, counts: int64 [n_customers] events per customer)."""
+    if events["customer_id"].null_count:
+        raise ValueError("customer_id has nulls; read the log with engine.data.read_events")
+    codes = DictionaryCodes.of(events.pop("customer_id"))
+    counts = codes.counts()[:-1]
+    present = np.flatnonzero(counts)  # a filtered dictionary may hold ids without events
+    by_id = present[pc.array_sort_indices(codes.tokens.take(pa.array(present))).to_numpy()]
+    row = np.full(len(codes.tokens) + 1, -1, dtype=np.int32)
+    row[by_id] = np.arange(len(by_id), dtype=np.int32)
+    customer = codes.map(row)
+    customer_ids = codes.tokens.take(pa.array(by_id))
+    del codes
+    release_arrow_memory()
+    return customer_ids, customer, counts[by_id]
+
+
+def _encode(events: dict, name: str, vocab: list[str] | None, min_count: int) -> tuple[list[str], np.ndarray]:
+    """Pops events[name]; returns (vocab, int32 ids [n] in log order), building the vocab when it is None."""
+    codes = DictionaryCodes.of(events.pop(name))
+    if vocab is None:
+        vocab = vocab_from_counts(codes.tokens, codes.counts()[:-1], min_count)
+    lookup = np.zeros(len(codes.tokens) + 1, dtype=np.int32)  # the last entry: null -> UNKNOWN
+    lookup[:-1] = encode(codes.tokens, vocab)
+    ids = codes.map(lookup)
+    del codes
+    release_arrow_memory()
+    return vocab, ids
+
+
+def _numpy(column: pa.ChunkedArray, dtype: type) -> np.ndarray:
+    """The column as one numpy array of ``dtype`` (null: NaN), filled chunk by chunk (no float64 copy)."""
+    if column.num_chunks == 1 and column.null_count == 0 and column.type == pa.from_numpy_dtype(dtype):
+        return column.chunk(0).to_numpy()
+    out = np.empty(len(column), dtype=dtype)
+    at = 0
+    for chunk in column.chunks:
+        out[at : at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+        at += len(chunk)
+    return out
+
+
+def _in_order(unsorted: dict[str, np.ndarray], names: tuple[str, ...], order: np.ndarray,
+              pool: ThreadPoolExecutor) -> dict[str, np.ndarray]:
+    """Pops unsorted[name] [n] for each name; returns them in ``order``, contiguous. They are first packed
+    into one record per event, so that the random reads cost one per event rather than one per field; the
+    gather goes a block of events at a time, so it needs little memory beyond the result."""
+    records = np.empty(len(order), dtype=[(name, unsorted[name].dtype) for name in names])
+    for name in names:
+        records[name] = unsorted.pop(name)
+    out = {name: np.empty(len(order), dtype=records.dtype[name]) for name in names}
+
+    def gather(start: int) -> None:
+        block = np.take(records, order[start : start + BLOCK])
+        for name, column in out.items():
+            column[start : start + len(block)] = block[name]
+
+    list(pool.map(gather, range(0, len(order), BLOCK)))
+    return out
+
+
+def _duplicates(offsets: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
+    """bool [n_events]: the event equals an earlier one of its customer in every field. Input sorted by
+    (customer, ts), so equal events share a (customer, ts) run; only rows in such runs are reordered to make
+    them adjacent."""
     ts = columns["ts"]
     same = np.zeros(len(ts), dtype=bool)
-    same[1:] = (customer[1:] == customer[:-1]) & (ts[1:] == ts[:-1])
+    same[1:] = ts[1:] == ts[:-1]
+    same[offsets[1:-1]] = False  # a customer's first event
     dup = np.zeros(len(ts), dtype=bool)
     if not same.any():
         return dup
@@ -222,15 +302,18 @@ def _duplicates(customer: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndar
     tied[:-1] |= same[1:]
     rows = np.flatnonzero(tied)
     run = np.cumsum(~same[rows])  # run id of each tied row
-    fields = [np.nan_to_num(columns[k][rows].astype(np.float64), nan=-np.inf) for k in columns if k != "ts"]
+    fields = [columns[k][rows] for k in columns if k != "ts"]
     order = np.lexsort(fields[::-1] + [run])
     rows, run = rows[order], run[order]
     equal = run[1:] == run[:-1]
     for values in fields:
         values = values[order]
-        equal &= values[1:] == values[:-1]
+        same_value = values[1:] == values[:-1]
+        if values.dtype.kind == "f":  # unknown (NaN) equals unknown
+            same_value |= np.isnan(values[1:]) & np.isnan(values[:-1])
+        equal &= same_value
     dup[rows[1:][equal]] = True
     return dup
 
 
-__all__ = ["SequenceStore", "build_store", "UNKNOWN", "FIELDS"]
+__all__ = ["SequenceStore", "build_store", "pack", "UNKNOWN", "FIELDS"]

@@ -1,0 +1,149 @@
+"""Ingest benchmark: a generated Parquet event log -> load_store -> store.save, events/s and peak memory.
+
+    python bench/ingest.py [--events 20000000] [--customers N] [--keep DIR] [--repeat 1] [--profile]
+
+The log is generated once with engine.data.synthetic and cached (under /tmp, or in --keep DIR). The measured
+part runs in a fresh subprocess (``--measure PATH``) that only ingests, so its peak resident set counts the
+ingest alone (interpreter and imports included), not the generation. Targets (issue 2): >= 5 million
+events/s on a 2-core machine, and peak memory < 3x the in-memory size of the columns kept. Prints figures
+and writes bench/results/ingest.json; asserts nothing. On a machine shared with other work, --repeat N
+reports the fastest of N runs, and the 1-minute load average is printed beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import math
+import os
+import pstats
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results" / "ingest.json"
+MEAN_EVENTS = 64
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set of this process so far, in MiB (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def generate(n_events: int, n_customers: int | None, keep: str | None) -> Path:
+    """The cached events.parquet for this size, generated when absent."""
+    from engine.data.synthetic import SyntheticConfig, write
+
+    n_customers = n_customers or math.ceil(n_events / MEAN_EVENTS)
+    mean_events = max(2.0, n_events / n_customers)
+    default = Path(tempfile.gettempdir()) / f"segment-engine-bench/ingest-{n_customers}x{mean_events:g}"
+    out_dir = Path(keep) if keep else default
+    path = out_dir / "events.parquet"
+    if not path.exists():
+        print(f"generating {n_customers} customers x {mean_events:g} events into {out_dir} ...", flush=True)
+        start = time.perf_counter()
+        write(SyntheticConfig(n_customers=n_customers, mean_events=mean_events, seed=0), out_dir, n_files=1)
+        print(f"generated in {time.perf_counter() - start:.0f} s", flush=True)
+    return path
+
+
+def measure(path: str, profile: bool) -> dict:
+    """Ingest ``path`` into a store saved to a temporary directory; the figures as a dict."""
+    import pyarrow as pa
+
+    from engine.data import EventLogSpec, load_store
+
+    pa.array([0])  # pyarrow imports pandas on its first conversion: an import, not ingest work
+    rss_imports = peak_rss_mb()
+    profiler = cProfile.Profile() if profile else None
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
+        cpu, start = time.process_time(), time.perf_counter()
+        if profiler:
+            profiler.enable()
+        store, report = load_store(EventLogSpec(path=path))
+        loaded = time.perf_counter()
+        store.save(Path(tmp) / "store")
+        if profiler:
+            profiler.disable()
+        end, cpu = time.perf_counter(), time.process_time() - cpu
+    if profiler:
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+    kept_mb = (sum(v.nbytes for v in store.columns.values()) + store.offsets.nbytes) / 2**20
+    return {
+        "path": path, "rows_read": report.rows_read, "events": store.n_events, "customers": store.n_customers,
+        "seconds": round(end - start, 3), "load_seconds": round(loaded - start, 3),
+        "save_seconds": round(end - loaded, 3), "cpu_seconds": round(cpu, 3),
+        "events_per_s": round(report.rows_read / (end - start)), "peak_rss_mb": round(peak_rss_mb(), 1),
+        "rss_after_imports_mb": round(rss_imports, 1), "kept_mb": round(kept_mb, 1),
+        "peak_over_kept": round(peak_rss_mb() / kept_mb, 2), "cpus": os.cpu_count(), "load_average": round(load, 2),
+    }
+
+
+def _run(command: list[str]) -> str:
+    """The last line a subprocess printed; its other output passes through."""
+    lines = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout.splitlines()
+    print("\n".join(lines[:-1]), end="\n" if len(lines) > 1 else "", flush=True)
+    return lines[-1]
+
+
+def table(result: dict) -> str:
+    rows = [
+        ("events", f"{result['rows_read']:,}"),
+        ("customers", f"{result['customers']:,}"),
+        ("seconds (load + save)", f"{result['seconds']:.2f} ({result['load_seconds']:.2f} + "
+                                  f"{result['save_seconds']:.2f})"),
+        ("events/s", f"{result['events_per_s'] / 1e6:.2f} M  (target >= 5 M)"),
+        ("cpu seconds (all threads)", f"{result['cpu_seconds']:.2f}  (on {result['cpus']} cores, "
+                                      f"load average {result['load_average']:.1f})"),
+        ("peak RSS MB", f"{result['peak_rss_mb']:.0f}  (after imports {result['rss_after_imports_mb']:.0f})"),
+        ("kept columns MB", f"{result['kept_mb']:.0f}"),
+        ("peak / kept", f"{result['peak_over_kept']:.2f}  (target < 3; above imports / kept: "
+                        f"{(result['peak_rss_mb'] - result['rss_after_imports_mb']) / result['kept_mb']:.2f})"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000_000, help="at least this many events (default 20M)")
+    parser.add_argument("--customers", type=int, default=None, help=f"default: events / {MEAN_EVENTS}")
+    parser.add_argument("--keep", default=None, help="directory for the generated log (default: under /tmp)")
+    parser.add_argument("--repeat", type=int, default=1, help="measure N times; report the fastest run "
+                        "(and the largest peak RSS)")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of the measured run to stderr")
+    parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)  # the subprocesses' entry points
+    parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.profile)))
+        return
+    if args.generate:
+        print(generate(args.events, args.customers, args.keep))
+        return
+
+    # Linux keeps a process's peak RSS across fork and exec, so this process stays small: generation and
+    # measurement each run in a subprocess of their own.
+    forward = ["--events", str(args.events)] + (["--customers", str(args.customers)] if args.customers else [])
+    path = _run([sys.executable, __file__, "--generate", *forward, *(["--keep", args.keep] if args.keep else [])])
+    command = [sys.executable, __file__, "--measure", path] + (["--profile"] if args.profile else [])
+    runs = [json.loads(_run(command)) for _ in range(max(1, args.repeat))]
+    result = min(runs, key=lambda run: run["seconds"])
+    result["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs)
+    result["peak_over_kept"] = round(result["peak_rss_mb"] / result["kept_mb"], 2)
+    result["all_seconds"] = [run["seconds"] for run in runs]
+    print(table(result))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Timestamps in the forms event logs bring them, as int64 epoch seconds (UTC).
+
+Native Parquet timestamps (any unit, any zone) and dates; ISO 8601 strings with a zone, without one (taken as
+UTC), date-only, with fractional seconds, or a mix; epoch seconds or milliseconds as numbers or as strings
+(CSV). Times are cut to whole seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+SHOW_ROWS = 5
+
+
+class UnparseableTimestamps(ValueError):
+    """Strings that are neither ISO 8601 nor epoch numbers; ``rows`` holds the first (row, value) pairs."""
+
+    def __init__(self, rows: list[tuple[int, str]]):
+        super().__init__(f"cannot parse as timestamps: {rows}")
+        self.rows = rows
+
+
+def epoch_seconds(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """int64 epoch seconds [n] (null stays null). Raises UnparseableTimestamps for strings that do not parse
+    and TypeError for a column type that cannot hold times."""
+    if pa.types.is_timestamp(column.type) and column.null_count == 0:
+        seconds = _int64(column)
+        seconds //= {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[column.type.unit]
+        return pa.array(seconds)
+    if pa.types.is_timestamp(column.type):
+        unit_ts = pc.cast(column, pa.timestamp("s", tz=column.type.tz), safe=False)
+        return pc.cast(unit_ts, pa.int64())
+    if pa.types.is_date(column.type):
+        return pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64())
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return _epoch(column)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        strings = column.combine_chunks().cast(pa.string())
+        try:
+            return _iso(strings)
+        except pa.ArrowInvalid:
+            pass
+        try:  # CSV epoch numbers arrive as strings
+            return _epoch(pc.cast(strings, pa.float64()))
+        except pa.ArrowInvalid:
+            raise UnparseableTimestamps(_unparseable(strings)) from None
+    raise TypeError(f"{column.type} cannot hold timestamps")
+
+
+def _int64(column: pa.ChunkedArray) -> np.ndarray:
+    """int64 [n]: the raw values of a null-free 64-bit column, copied chunk by chunk into one array."""
+    out = np.empty(len(column), dtype=np.int64)
+    at = 0
+    for chunk in column.chunks:
+        out[at : at + len(chunk)] = chunk.view(pa.int64()).to_numpy()
+        at += len(chunk)
+    return out
+
+
+def _epoch(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Epoch numbers as int64 seconds: milliseconds when too large to be seconds (after year 5138)."""
+    if (pc.max(pc.abs(values)).as_py() or 0) <= 1e11:
+        return pc.cast(pc.floor(values) if pa.types.is_floating(values.type) else values, pa.int64())
+    return pc.cast(pc.floor(pc.divide(pc.cast(values, pa.float64()), 1000.0)), pa.int64())
+
+
+def _iso(col: pa.Array) -> pa.Array:
+    """ISO 8601 strings, with or without a zone (no zone means UTC), as int64 epoch seconds."""
+    zoned = pc.fill_null(pc.match_substring_regex(col, r"(Z|[+-]\d\d:?\d\d)$"), False)
+    if not pc.any(zoned).as_py():
+        return _seconds(col, None)
+    if pc.all(zoned).as_py():
+        return _seconds(col, "UTC")
+    naive = _seconds(pc.if_else(zoned, pa.scalar(None, pa.string()), col), None)
+    aware = _seconds(pc.if_else(zoned, col, pa.scalar(None, pa.string())), "UTC")
+    return pc.if_else(zoned, aware, naive)
+
+
+def _seconds(col: pa.Array, tz: str | None) -> pa.Array:
+    # parsed at microseconds so that fractional seconds are accepted, then truncated to seconds
+    parsed = pc.cast(col, pa.timestamp("us", tz=tz))
+    return pc.cast(pc.cast(parsed, pa.timestamp("s", tz=tz), safe=False), pa.int64())
+
+
+def _unparseable(col: pa.Array) -> list[tuple[int, str]]:
+    """The rows whose string does not parse; found chunk by chunk so only the failing chunk is examined."""
+    bad: list[tuple[int, str]] = []
+    step = 65536
+    for start in range(0, len(col), step):
+        chunk = col.slice(start, step)
+        try:
+            _iso(chunk)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        for i, value in enumerate(chunk.to_pylist()):
+            if value is None:
+                continue
+            try:
+                _iso(pa.array([value], pa.string()))
+            except pa.ArrowInvalid:
+                bad.append((start + i, value))
+                if len(bad) >= SHOW_ROWS:
+                    return bad
+    return bad

@@ -44,17 +44,30 @@ def split_rows(customer_ids, val_fraction: float, seed: int) -> tuple[np.ndarray
     return np.flatnonzero(~val), np.flatnonzero(val)
 
 
-def forecast_context(index: StoreIndex, store: SequenceStore, rows: np.ndarray, hist_end: np.ndarray,
+def forecast_context(index: StoreIndex | None, store: SequenceStore, rows: np.ndarray, hist_end: np.ndarray,
                      as_of: np.ndarray) -> torch.Tensor:
-    """float32 [B, 3]: log days since the last event, log events so far, log days since the first event."""
+    """float32 [B, CONTEXT_FEATURES], as of ``as_of`` over the events before ``hist_end`` (global index):
+    log days since the last event, log events so far, log days since the first event, log purchases so far,
+    in the last 30 and 90 days, log spend so far and in the last 90 days."""
+    index = index if index is not None else StoreIndex.build(store)
     ts = np.asarray(store.columns["ts"])
     begin = store.offsets[rows]
     last = ts[np.maximum(hist_end - 1, 0)]
     first = ts[np.minimum(begin, max(len(ts) - 1, 0))]
+
+    def since(days: float) -> np.ndarray:
+        return np.clip(index.first_at_or_after(rows, as_of - int(days * DAY)), begin, hist_end)
+
+    purchases, spend = index.cum_purchases, index.cum_spend
     context = np.stack([
         np.log1p(np.maximum(as_of - last, 0) / DAY),
         np.log1p(hist_end - begin),
         np.log1p(np.maximum(as_of - first, 0) / DAY),
+        np.log1p(purchases[hist_end] - purchases[begin]),
+        np.log1p(purchases[hist_end] - purchases[since(30)]),
+        np.log1p(purchases[hist_end] - purchases[since(90)]),
+        np.log1p(np.maximum(spend[hist_end] - spend[begin], 0)),
+        np.log1p(np.maximum(spend[hist_end] - spend[since(90)], 0)),
     ], axis=1)
     return torch.from_numpy(context.astype(np.float32))
 

@@ -17,6 +17,7 @@ from engine.data.store import SequenceStore
 
 CATEGORICAL_FIELDS = ("event_type", "item_id", "category", "channel")
 N_NUMERIC = 11
+CONTEXT_FEATURES = 8  # forecast context per customer, see engine.model.datamodule.forecast_context
 DAY = 86400.0
 
 

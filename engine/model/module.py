@@ -18,9 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.model.encoder import EventEmbedding
+from engine.model.features import CONTEXT_FEATURES
 from engine.model.losses import coles_loss, forecast_loss, item_loss
-
-CONTEXT = 3
 
 
 class CustomerEncoder(pl.LightningModule):
@@ -35,7 +34,7 @@ class CustomerEncoder(pl.LightningModule):
         self.embed = EventEmbedding(vocab_sizes, dim, dropout)
         self.encoder = encoder(dim=dim)
         self.project = nn.Linear(dim, out_dim)
-        self.head = nn.Sequential(nn.Linear(dim + CONTEXT, dim), nn.GELU(), nn.Linear(dim, 3))
+        self.head = nn.Sequential(nn.Linear(dim + CONTEXT_FEATURES, dim), nn.GELU(), nn.Linear(dim, 3))
         # Item affinity: cosine logits between the embedding and one vector per (frequent) item.
         self.n_head_items = min(vocab_sizes[1], item_head_size)
         self.item_vectors = nn.Parameter(torch.randn(self.n_head_items, out_dim) * 0.1)

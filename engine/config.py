@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.utils import get_method
@@ -26,14 +26,14 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataSchema:
-    path: Optional[str] = None
+    path: str | None = None
     columns: Columns = field(default_factory=Columns)
     purchase_types: list[str] = field(default_factory=lambda: ["purchase"])
     return_types: list[str] = field(default_factory=lambda: ["return"])
     on_bad_rows: str = "fail"
     dedupe: bool = True
     min_count: int = 2
-    cutoff: Optional[str] = None
+    cutoff: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -51,7 +51,7 @@ class SegmentSchema:
     k_max: int = 24
     niter: int = 25
     nredo: int = 3
-    levels: Optional[list[int]] = None
+    levels: list[int] | None = None
     top_n: int = 5
     progress: bool = False
 
@@ -75,9 +75,9 @@ class TrainSchema:
     stage: str = "all"
     out_dir: str = "outputs/bundle"
     work_dir: str = "outputs/bundle.work"
-    bundle: Optional[str] = None
+    bundle: str | None = None
     seed: int = 0
-    ckpt_path: Optional[str] = None
+    ckpt_path: str | None = None
     restore_best: bool = True
 
 

@@ -21,12 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 from engine.bundle.bundle import TOMBSTONES, read_tombstones
 from engine.bundle.writer import BundleError, BundleWriter, embeddings_table, read_embeddings
 from engine.data import Columns, EventLogSpec, SequenceStore, load_store
-from engine.data.events import resolve_files
 from engine.data.summary import customer_summary
 from engine.embed.writer import embed_base, forecast_table
+from engine.evaluate import evaluate_run, markdown_to_html
 from engine.forecast import baselines
-from engine.forecast import metrics as forecast_metrics
-from engine.index import evaluation as lookalike_evaluation
 from engine.index.index import save_index
 from engine.model.io import MODEL_FILE, load_model, save_model
 from engine.segment.hierarchy import Hierarchy, build_hierarchy, level_columns
@@ -211,23 +209,12 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
     bundle.write_table("profiles.parquet", profiles)
     index = instantiate(cfg.index)(embeddings, np.arange(len(embeddings), dtype=np.int64))
     save_index(index, bundle.path / "index.faiss")
-    extra = {k: markdown_to_html(v) for k, v in getattr(bundle, "extra_tables", {}).items()}
+    extra = {k: markdown_to_html(v) for k, v in bundle.extra_tables.items()}
     write_report(bundle.path / "report.html", profiles, embeddings, labels, hierarchy,
                  title=f"segment-engine: {len(centroids)} segments of {len(labels)} customers",
                  extra_tables=extra or None)
     bundle.manifest["k"] = len(centroids)
     bundle.manifest.setdefault("counts", {})["segments"] = len(centroids)
-
-
-def markdown_to_html(table: str) -> str:
-    """A pipe table (as printed) as an HTML table, escaped."""
-    import html
-
-    lines = [line for line in table.splitlines() if line.startswith("|") and "---" not in line]
-    cells = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines]
-    head = "".join(f"<th>{c}</th>" for c in cells[0])
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[1:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def write_embeddings(bundle: BundleWriter, data: Data, arrays: dict[str, np.ndarray]) -> pa.Table | None:
@@ -292,7 +279,7 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
         return None
     with BundleWriter(cfg.out_dir) as bundle:
         if evaluate:
-            evaluations(cfg, bundle, data, arrays)
+            evaluate_run(cfg, bundle, data, arrays)
         describe(cfg, bundle, data)
         save_model(model, cfg.model, data.store.vocabs, bundle.path / MODEL_FILE,
                    extra={"predict_max_len": cfg.loader.predict_max_len})
@@ -300,36 +287,6 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
         result = segment(cfg, arrays["embedding"], previous_bundle(cfg))
         write_segments(cfg, bundle, data, arrays["embedding"], *result, forecast)
     return Path(cfg.out_dir)
-
-
-def evaluations(cfg: DictConfig, bundle: BundleWriter, data: Data, arrays: dict[str, np.ndarray]) -> None:
-    """Score lookalikes and forecasts on the events after the cutoff; print the tables, keep them in the bundle."""
-    e = cfg.evaluate
-    summary = {"lookalike": lookalike_evaluation.evaluate(data.store, data.future, arrays["embedding"],
-                                                          e.lookalike_items, e.min_buyers, cfg.seed)}
-    tables = {"Lookalike audiences (items bought after the cutoff; half the buyers as seeds)":
-              lookalike_evaluation.markdown(summary["lookalike"])}
-    if "expected_purchases" in arrays:
-        horizon = cfg.forecast.horizon_days
-        summary["forecast"] = forecast_evaluation(data, arrays, horizon)
-        tables[f"Forecast of the {horizon:g} days after the cutoff ({data.store.n_customers} customers)"] = \
-            forecast_metrics.markdown(summary["forecast"])
-    (bundle.path / "evaluation.json").write_text(json.dumps(summary, indent=1))
-    (bundle.path / "evaluation.md").write_text("\n\n".join(f"## {k}\n\n{v}" for k, v in tables.items()) + "\n")
-    bundle.extra_tables = tables
-    for heading, table in tables.items():
-        print(f"\n{heading}\n{table}")
-
-
-def forecast_evaluation(data: Data, arrays: dict[str, np.ndarray], horizon_days: float) -> dict:
-    """The neural forecast beside the baselines, all fitted on the history, scored on [cutoff, cutoff + H)."""
-    until = data.as_of + int(horizon_days * 86400)
-    truth = baselines.future_truth(data.future.mask_events(np.asarray(data.future.columns["ts"]) < until))
-    results = {"neural": {"expected_purchases": arrays["expected_purchases"].astype(np.float64),
-                          "expected_spend": arrays["expected_spend"].astype(np.float64),
-                          "p_buy": 1.0 - arrays["p_churn"].astype(np.float64)}}
-    results.update(baselines.all_baselines(data.store, data.as_of, horizon_days))
-    return forecast_metrics.compare(results, truth)
 
 
 def run_evaluate(cfg: DictConfig) -> Path | None:

@@ -77,11 +77,13 @@ class TrainCollate:
     forecast horizon is set. T is drawn per customer between their first event and end - H."""
 
     def __init__(self, store: SequenceStore, index: StoreIndex, n_slices: int, min_len: int, max_len: int,
-                 horizon_days: float | None, forecast_max_len: int, spend_scale: float):
+                 horizon_days: float | None, forecast_max_len: int, spend_scale: float,
+                 forecast_samples: int = 1):
         self.store, self.index = store, index
         self.n_slices, self.min_len, self.max_len = n_slices, min_len, max_len
         self.horizon = None if not horizon_days else int(horizon_days * DAY)
         self.forecast_max_len = forecast_max_len
+        self.forecast_samples = forecast_samples  # cutoffs drawn per customer and batch
         self.spend_scale = spend_scale
         self.end = store.time_range()[1] + 1
 
@@ -92,7 +94,7 @@ class TrainCollate:
         batch = {"views": gather(self.store, starts, lengths), "labels": torch.from_numpy(labels),
                  "rows": torch.from_numpy(rows)}
         if self.horizon:
-            batch["forecast"] = self.forecast_pairs(rows, rng)
+            batch["forecast"] = self.forecast_pairs(np.repeat(rows, self.forecast_samples), rng)
         return batch
 
     def forecast_pairs(self, rows: np.ndarray, rng: np.random.Generator) -> dict:
@@ -140,7 +142,8 @@ class SequenceDataModule(pl.LightningDataModule):
     def __init__(self, store: SequenceStore, batch_size: int = 64, n_slices: int = 4, min_len: int = 16,
                  max_len: int = 64, predict_batch_size: int = 512, predict_max_len: int = 128,
                  val_fraction: float = 0.1, seed: int = 0, num_workers: int = 0, pin_memory: bool = False,
-                 horizon_days: float | None = None, forecast_max_len: int | None = None, as_of: int | None = None):
+                 horizon_days: float | None = None, forecast_max_len: int | None = None, forecast_samples: int = 2,
+                 as_of: int | None = None):
         super().__init__()
         self.store = store
         self.index = StoreIndex.build(store)
@@ -151,7 +154,7 @@ class SequenceDataModule(pl.LightningDataModule):
         self.spend_scale = self._spend_scale()
         # forecast histories as long as predicted ones: the head sees the same kind of state in both
         self.train_collate = TrainCollate(store, self.index, n_slices, min_len, max_len, horizon_days,
-                                          forecast_max_len or predict_max_len, self.spend_scale)
+                                          forecast_max_len or predict_max_len, self.spend_scale, forecast_samples)
         self.predict_collate = PredictCollate(store, self.index, predict_max_len, self.as_of)
 
     def _spend_scale(self) -> float:

@@ -14,7 +14,7 @@ from engine.config import ConfigError, validate
 from engine.data import SequenceStore
 from engine.index.index import load_index
 from engine.model.io import load_model
-from tests.conftest import FAST, compose_config, run
+from tests.conftest import compose_config, run
 
 BUNDLE_FILES = {"manifest.json", "model.pt", "store", "embeddings.parquet", "segments.parquet", "centroids.npy",
                 "hierarchy.json", "profiles.parquet", "forecast.parquet", "index.faiss", "report.html"}

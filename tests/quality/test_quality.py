@@ -38,7 +38,7 @@ def evaluated(tmp_path_factory):
 def truth(bundle, archetypes_path) -> tuple[np.ndarray, np.ndarray]:
     ids, embeddings = read_embeddings(bundle / "embeddings.parquet")
     planted = pq.read_table(archetypes_path)
-    lookup = dict(zip(planted["customer_id"].to_pylist(), planted["archetype"].to_pylist()))
+    lookup = dict(zip(planted["customer_id"].to_pylist(), planted["archetype"].to_pylist(), strict=True))
     return np.array([lookup[c] for c in ids.to_pylist()]), embeddings
 
 

@@ -79,6 +79,7 @@ class TrainSchema:
     seed: int = 0
     ckpt_path: str | None = None
     restore_best: bool = True
+    compile: bool = False
 
 
 ConfigStore.instance().store(name="schema", node=TrainSchema)

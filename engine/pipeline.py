@@ -124,6 +124,8 @@ def fit(cfg: DictConfig, data: Data):
     dm = datamodule(cfg, data)
     vocab_sizes = [len(data.store.vocabs[f]) for f in ("event_type", "item_id", "category", "channel")]
     model = instantiate(cfg.model, vocab_sizes=vocab_sizes, spend_scale=dm.spend_scale, _convert_="all")
+    if cfg.compile:
+        model.encoder.compile()  # in place: the state dict keeps its keys, so bundles load without torch.compile
     run = trainer(cfg)
     run.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
     best = getattr(run.checkpoint_callback, "best_model_path", "") if run.checkpoint_callback else ""

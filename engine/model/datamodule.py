@@ -141,14 +141,15 @@ class SequenceDataModule(pl.LightningDataModule):
 
     def __init__(self, store: SequenceStore, batch_size: int = 64, n_slices: int = 4, min_len: int = 16,
                  max_len: int = 64, predict_batch_size: int = 512, predict_max_len: int = 128,
-                 val_fraction: float = 0.1, seed: int = 0, num_workers: int = 0, pin_memory: bool = False,
+                 val_fraction: float = 0.1, seed: int = 0, num_workers: int = 0, pin_memory: bool | str = "auto",
                  horizon_days: float | None = None, forecast_max_len: int | None = None, forecast_samples: int = 2,
                  as_of: int | None = None):
         super().__init__()
         self.store = store
         self.index = StoreIndex.build(store)
         self.batch_size, self.predict_batch_size = batch_size, predict_batch_size
-        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.num_workers = num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory == "auto" else bool(pin_memory)
         self.as_of = as_of if as_of is not None else store.time_range()[1] + 1
         self.train_rows, self.val_rows = split_rows(store.customer_ids, val_fraction, seed)
         self.spend_scale = self._spend_scale()
@@ -175,5 +176,8 @@ class SequenceDataModule(pl.LightningDataModule):
         return self._loader(self.val_rows, self.batch_size, self.train_collate, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
-        rows = np.arange(self.store.n_customers)
+        # Length-bucketed: customers in order of history length, so a batch pads to little more than its own
+        # longest history. The writer keeps each row's index, so the order never reaches the output.
+        lengths = np.minimum(self.store.lengths(), self.predict_collate.max_len)
+        rows = np.argsort(lengths, kind="stable")
         return self._loader(rows, self.predict_batch_size, self.predict_collate, shuffle=False)

@@ -48,7 +48,8 @@ def forecast_context(index: StoreIndex | None, store: SequenceStore, rows: np.nd
                      as_of: np.ndarray) -> torch.Tensor:
     """float32 [B, CONTEXT_FEATURES], as of ``as_of`` over the events before ``hist_end`` (global index):
     log days since the last event, log events so far, log days since the first event, log purchases so far,
-    in the last 30 and 90 days, log spend so far and in the last 90 days."""
+    in the last 30 and 90 days, log spend so far and in the last 90 days, log days since the last purchase
+    (since the first event when none) and whether there was one."""
     index = index if index is not None else StoreIndex.build(store)
     ts = np.asarray(store.columns["ts"])
     begin = store.offsets[rows]
@@ -59,6 +60,8 @@ def forecast_context(index: StoreIndex | None, store: SequenceStore, rows: np.nd
         return np.clip(index.first_at_or_after(rows, as_of - int(days * DAY)), begin, hist_end)
 
     purchases, spend = index.cum_purchases, index.cum_spend
+    latest = index.last_purchase[hist_end]  # the latest purchase before hist_end, if it is this customer's
+    bought = latest >= begin
     context = np.stack([
         np.log1p(np.maximum(as_of - last, 0) / DAY),
         np.log1p(hist_end - begin),
@@ -68,6 +71,8 @@ def forecast_context(index: StoreIndex | None, store: SequenceStore, rows: np.nd
         np.log1p(purchases[hist_end] - purchases[since(90)]),
         np.log1p(np.maximum(spend[hist_end] - spend[begin], 0)),
         np.log1p(np.maximum(spend[hist_end] - spend[since(90)], 0)),
+        np.log1p(np.maximum(as_of - np.where(bought, ts[np.maximum(latest, 0)], first), 0) / DAY),
+        bought,
     ], axis=1)
     return torch.from_numpy(context.astype(np.float32))
 

@@ -17,7 +17,7 @@ from engine.data.store import SequenceStore
 
 CATEGORICAL_FIELDS = ("event_type", "item_id", "category", "channel")
 N_NUMERIC = 11
-CONTEXT_FEATURES = 8  # forecast context per customer, see engine.model.datamodule.forecast_context
+CONTEXT_FEATURES = 10  # forecast context per customer, see engine.model.datamodule.forecast_context
 DAY = 86400.0
 
 
@@ -33,6 +33,7 @@ class StoreIndex:
     bits: int
     cum_purchases: np.ndarray
     cum_spend: np.ndarray
+    last_purchase: np.ndarray  # int64 [n_events + 1]: index of the latest purchase before event i (-1: none)
 
     @classmethod
     def build(cls, store: SequenceStore) -> StoreIndex:
@@ -45,10 +46,13 @@ class StoreIndex:
         amount = np.nan_to_num(np.asarray(store.columns["amount"], dtype=np.float64), nan=0.0)
         cum_purchases = np.concatenate([[0.0], np.cumsum(purchase, dtype=np.float64)])
         cum_spend = np.concatenate([[0.0], np.cumsum(np.where(purchase, amount, 0.0))])
-        return cls(key, t0, bits, cum_purchases, cum_spend)
+        positions = np.where(purchase, np.arange(len(purchase), dtype=np.int64), -1)
+        last_purchase = np.concatenate([[-1], np.maximum.accumulate(positions)]) if len(positions) else np.array([-1])
+        return cls(key, t0, bits, cum_purchases, cum_spend, last_purchase)
 
     def first_at_or_after(self, rows: np.ndarray, times: np.ndarray) -> np.ndarray:
         """int64 [B]: global index of each customer's first event with ts >= time (its end if none)."""
+        times = np.asarray(times).astype(np.int64)
         q = (rows.astype(np.int64) << self.bits) | np.clip(times - self.t0, 0, (1 << self.bits) - 1)
         return np.searchsorted(self.key, q, side="left")
 

@@ -42,7 +42,7 @@ def run(stage_fn, overrides: list[str]):
     """Compose, validate and run one stage of train.py with the fast settings."""
     from engine.config import validate
 
-    cfg = compose_config(overrides + FAST)
+    cfg = compose_config(FAST + overrides)
     validate(cfg)
     return stage_fn(cfg)
 

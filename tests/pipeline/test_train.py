@@ -144,3 +144,24 @@ def test_erased_customers_stay_erased_when_retrained_over_the_old_log(bundle, ti
     assert victim not in new_ids.to_pylist() and len(new_ids) == len(ids) - 1
     assert victim not in SequenceStore.open(out / "store").customer_ids.to_pylist()
     assert victim in (out / "tombstones.jsonl").read_text()
+
+
+def test_transformer_encoder_trains_and_embeds(tiny_log, tmp_path):
+    out = tmp_path / "transformer"
+    run(pipeline.run_all, ["model=transformer", f"data.path={tiny_log}", f"out_dir={out}"])
+    _, emb = read_embeddings(out / "embeddings.parquet")
+    model, _ = load_model(out / "model.pt")
+    assert type(model.encoder).__name__ == "TransformerEncoder"
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4) and np.isfinite(emb).all()
+
+
+def test_training_resumes_from_the_last_checkpoint(tiny_log, tmp_path):
+    import torch
+
+    out, work = tmp_path / "fitted", tmp_path / "work"
+    common = ["stage=fit", f"data.path={tiny_log}", f"out_dir={out}", f"work_dir={work}"]
+    run(pipeline.run_fit, common)
+    last = work / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 0
+    run(pipeline.run_fit, common + ["trainer.max_epochs=2", f"ckpt_path={last}"])
+    assert torch.load(last, weights_only=False)["epoch"] == 1  # went on from epoch 1, not from scratch

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import spearmanr
+
+from engine.index.lookalike import roc_auc  # one ROC-AUC for lookalikes and forecasts
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +36,6 @@ def relative_error(predicted: np.ndarray, actual: np.ndarray) -> float:
     """Signed (sum predicted - sum actual) / sum actual; NaN when the actual total is 0."""
     total = float(np.sum(actual))
     return (float(np.sum(predicted)) - total) / total if total != 0 else float("nan")
-
-
-def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
-    """Rank-based ROC-AUC (Mann-Whitney U, tied scores count one half); NaN without both classes."""
-    positives = np.asarray(positives, dtype=bool)
-    n_pos = int(positives.sum())
-    n_neg = len(positives) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(scores)  # average ranks for ties
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def revenue_capture(predicted_spend: np.ndarray, actual_spend: np.ndarray, top_share: float) -> float:

@@ -159,9 +159,10 @@ def calibrate_forecast(cfg: DictConfig, model, data: Data, spend_scale: float) -
              cfg.forecast.horizon_days, factor[0], factor[1])
 
 
-def embed(cfg: DictConfig, model, data: Data, spend_scale: float) -> dict[str, np.ndarray] | None:
-    """Embed every customer of the store exactly once (rank 0 gets the merged arrays)."""
-    dm = datamodule(cfg, data, spend_scale)
+def embed(cfg: DictConfig, model, data: Data, spend_scale: float, dm=None) -> dict[str, np.ndarray] | None:
+    """Embed every customer of the store exactly once (rank 0 gets the merged arrays). ``dm``: the training
+    datamodule of the same data, reused so its per-event index is not built twice."""
+    dm = dm if dm is not None else datamodule(cfg, data, spend_scale)
     run = trainer(cfg, logger=False, enable_checkpointing=False, callbacks=[])
     parts = Path(cfg.work_dir) / "embed-parts"
     if run.is_global_zero:
@@ -276,7 +277,7 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
     model, dm, run = fit(cfg, data)
     if cfg.forecast.weight > 0 and cfg.forecast.calibrate:
         calibrate_forecast(cfg, model, data, dm.spend_scale)
-    arrays = embed(cfg, model, data, dm.spend_scale)
+    arrays = embed(cfg, model, data, dm.spend_scale, dm)
     if arrays is None:
         return None
     with BundleWriter(cfg.out_dir) as bundle:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import engine.config  # noqa: F401  registers the config schema
@@ -30,6 +32,9 @@ STAGES = {
 
 @hydra.main(config_path="conf", config_name="config", version_base=None)
 def main(cfg: DictConfig):
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:  # one bundle per sweep job, not one overwritten N times
+        cfg.out_dir = f"{cfg.out_dir}/{hydra_cfg.job.num}"
     validate(cfg)
     result = STAGES[cfg.stage](cfg)
     if result is not None:

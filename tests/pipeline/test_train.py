@@ -165,3 +165,19 @@ def test_training_resumes_from_the_last_checkpoint(tiny_log, tmp_path):
     assert torch.load(last, weights_only=False)["epoch"] == 0
     run(pipeline.run_fit, common + ["trainer.max_epochs=2", f"ckpt_path={last}"])
     assert torch.load(last, weights_only=False)["epoch"] == 1  # went on from epoch 1, not from scratch
+
+
+def test_a_sweep_writes_one_bundle_per_job(tiny_log, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "sweep"
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "model.dim=16,32", f"data.path={tiny_log}",
+           f"out_dir={out}", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "segment.k=3",
+           "trainer.enable_progress_bar=false", f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    dims = [json.loads((out / str(job) / "manifest.json").read_text())["config"]["model"]["dim"] for job in (0, 1)]
+    assert dims == [16, 32]

@@ -103,13 +103,14 @@ def start_server(bundle: Path, cpu: int | None) -> tuple[subprocess.Popen, str]:
 def requests(bundle: Path, rng: np.random.Generator) -> dict[str, callable]:
     """Endpoint name -> a function that sends one request with a client and returns the response."""
     from engine.bundle import Bundle
+    from engine.embed.online import stored_events
 
     customers = Bundle.load(bundle).customers
     store = customers.store
     ids = customers.ids.to_pylist()
     long = np.flatnonzero(store.lengths() >= HISTORY)
     rows = rng.choice(long if len(long) else np.arange(len(ids)), size=min(50, len(ids)), replace=False)
-    histories = [events(store, row)[-HISTORY:] for row in rows]
+    histories = [stored_events(store, row)[-HISTORY:] for row in rows]
     extra = [[{**h[-1], "ts": h[-1]["ts"] + 3600 * (j + 1)} for j in range(5)] for h in histories]
     pick = lambda seq: seq[rng.integers(len(seq))]  # noqa: E731
 
@@ -127,22 +128,6 @@ def requests(bundle: Path, rng: np.random.Generator) -> dict[str, callable]:
             "/lookalike", json={"seed_ids": list(rng.choice(ids, size=5, replace=False)), "fraction": 0.01}
         ),
     }
-
-
-def events(store, row: int) -> list[dict]:
-    """A stored customer's events as request events (a loop over one customer's events, for a body)."""
-    begin, end = int(store.offsets[row]), int(store.offsets[row + 1])
-    out = []
-    for j in range(begin, end):
-        event = {"ts": int(store.columns["ts"][j])}
-        for name in ("event_type", "item_id", "category", "channel"):
-            token = int(store.columns[name][j])
-            event[name] = store.vocabs[name][token] if token else None
-        for name in ("amount", "quantity"):
-            value = float(store.columns[name][j])
-            event[name] = None if np.isnan(value) else value
-        out.append(event)
-    return out
 
 
 def drive(url: str, send, seconds: float) -> dict:

@@ -204,3 +204,20 @@ def score_events(
     for a customer's events; a known customer's stored history comes first. The forecast is as of the
     later of the bundle's as_of and the last event (+1 s). EventLogError for invalid events."""
     return scorer(bundle).score(events, customer_id, include_embedding)
+
+
+def stored_events(store: SequenceStore, row: int) -> list[dict]:
+    """A stored customer's events as a client sends them to POST /score (tokens, epoch seconds, None for
+    unknown): the inverse of the request encoding, for replaying a history (a loop over one customer's events)."""
+    begin, end = int(store.offsets[row]), int(store.offsets[row + 1])
+    events = []
+    for j in range(begin, end):
+        event = {"ts": int(store.columns["ts"][j])}
+        for name in CATEGORICAL:
+            token = int(store.columns[name][j])
+            event[name] = store.vocabs[name][token] if token else None
+        for name in NUMERIC:
+            value = float(store.columns[name][j])
+            event[name] = None if np.isnan(value) else value
+        events.append(event)
+    return events

@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 
 from engine.data.synthetic import SyntheticConfig, write
+from engine.embed.online import stored_events
 from engine.service import create_app
 
 N_CUSTOMERS, K, HORIZON_DAYS = 300, 6, 30
@@ -201,20 +202,4 @@ def client(server: Server):
 @pytest.fixture(scope="session")
 def history():
     """history(store, row) -> that customer's stored events as request events."""
-    return history_events
-
-
-def history_events(store, row: int) -> list[dict]:
-    """A stored customer's events as a client would send them (tokens, epoch seconds, None for unknown)."""
-    begin, end = int(store.offsets[row]), int(store.offsets[row + 1])
-    events = []
-    for j in range(begin, end):  # one customer's few events, for a request body
-        event = {"ts": int(store.columns["ts"][j])}
-        for name in ("event_type", "item_id", "category", "channel"):
-            token = int(store.columns[name][j])
-            event[name] = store.vocabs[name][token] if token else None
-        for name in ("amount", "quantity"):
-            value = float(store.columns[name][j])
-            event[name] = None if np.isnan(value) else value
-        events.append(event)
-    return events
+    return stored_events

@@ -165,6 +165,14 @@ def figures(r: dict) -> list[dict]:
             peer and peer.get("train_events_per_s"),
             "",
         )
+        if "coles_only_train_customers_per_s" in speed:
+            add(
+                "training customers/s, CoLES objective only (as the peer)",
+                speed["coles_only_train_customers_per_s"],
+                "peer ptls CoLES",
+                peer and peer.get("train_customers_per_s"),
+                "ratio >= 4",
+            )
         add(
             f"batch embedding customers/s ({speed['customers']:,})",
             speed["embed_customers_per_s"],

@@ -5,7 +5,7 @@
 On a generated base (mean ~64 events per customer) with the default config composed from conf/ (GRU,
 model.dim=128; trailing KEY=VALUE are Hydra overrides, e.g. ``trainer=gpu`` or ``forecast.weight=0``):
 
-- training: Lightning ``Trainer.fit`` for ``--steps`` CoLES steps, timed per step after a warm-up, against the
+- training: Lightning ``Trainer.fit`` for ``--steps`` CoLES steps (default objective, then CoLES alone), timed per step after a warm-up, against the
   bare loop: a copy of the model (same initial weights) doing forward + backward + optimizer step with its
   own training_step (logging off) on the very batches Lightning consumed, right after each Lightning step
   (pre-collated, so data loading is excluded). Events are the valid events of the CoLES views.
@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "throughput.json"
 MEAN_EVENTS = 64.0
+COLES_ONLY = ("forecast.weight=0", "model.item_weight=0")  # what the peer trains
 
 
 def rss_mb() -> float:
@@ -305,6 +306,9 @@ def measure_speed(path: str, steps: int, warmup: int, overrides: list[str], prof
         data = pipeline.load_data(cfg)
         training, model, dm = measure_training(cfg, data, warmup, profile)
         embedding = measure_embedding(cfg, data, model, dm.spend_scale, profile)
+        # The peer's objective alone (CoLES, no item or forecast loss), same encoder: the like-for-like figure.
+        coles_cfg = compose(path, work, steps, overrides + list(COLES_ONLY))
+        coles, _, _ = measure_training(coles_cfg, data, warmup, False)
     return {
         "customers": data.store.n_customers,
         "events": data.store.n_events,
@@ -315,6 +319,8 @@ def measure_speed(path: str, steps: int, warmup: int, overrides: list[str], prof
         "threads": torch.get_num_threads(),
         **training,
         **embedding,
+        "coles_only_overrides": list(COLES_ONLY),
+        **{f"coles_only_{k}": v for k, v in coles.items() if k.startswith("train_")},
         "speed_process_peak_rss_mb": round(rss_mb(), 1),
     }
 
@@ -386,6 +392,11 @@ def table(result: dict) -> str:
         (
             "training customers/s",
             f"{s['train_customers_per_s']:,.0f} pipeline vs {s['train_bare_customers_per_s']:,.0f} bare",
+        ),
+        (
+            "training customers/s, CoLES objective only",
+            f"{s['coles_only_train_customers_per_s']:,.0f} pipeline vs "
+            f"{s['coles_only_train_bare_customers_per_s']:,.0f} bare ({' '.join(s['coles_only_overrides'])})",
         ),
         (
             "  per step: pipeline / bare / collate",

@@ -2,14 +2,19 @@
 
 Each event is the sum of embeddings of its categorical fields plus a linear encoding of its numbers; a GRU
 or a Transformer runs over the events; the state is pooled (GRU: last valid step, Transformer: masked mean).
+An encoder with ``forward_packed`` takes the valid events only (engine.model.gru.Packing), so the event
+embedding skips padding too.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from engine.model.features import N_NUMERIC
+from engine.model.gru import Packing, gru_layer
 
 
 class EventEmbedding(nn.Module):
@@ -30,7 +35,10 @@ class EventEmbedding(nn.Module):
 
 
 class GRUEncoder(nn.Module):
-    """Events [B, L, dim] -> state [B, dim]: the GRU output at each row's last valid event."""
+    """Events -> state [B, dim]: the GRU state after each row's last valid event.
+
+    Runs on packed events (no work on padding): cuDNN on CUDA, engine.model.gru's recurrence elsewhere.
+    The parameters are those of ``nn.GRU``, so checkpoints do not depend on the device."""
 
     def __init__(self, dim: int, num_layers: int = 1, dropout: float = 0.0):
         super().__init__()
@@ -38,9 +46,24 @@ class GRUEncoder(nn.Module):
                           dropout=dropout if num_layers > 1 else 0.0)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)  # causal, so right padding does not reach the last valid step
-        last = (lengths - 1).clamp(min=0).to(out.device)
-        return out[torch.arange(out.shape[0], device=out.device), last]
+        """x: float [B, L, dim] right-padded, lengths: int64 [B]."""
+        packing = Packing.build(lengths, x.shape[1]).to(x.device)
+        return self.forward_packed(x.flatten(0, 1)[packing.flat], packing)
+
+    def forward_packed(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """x: float [N, dim], the valid events in ``packing``'s order -> state [B, dim] in row order."""
+        if x.is_cuda:
+            unsorted = torch.empty_like(packing.order)
+            unsorted[packing.order] = torch.arange(len(packing.order), device=x.device)
+            sizes = torch.tensor(packing.batch_sizes, dtype=torch.int64)
+            _, h = self.rnn(PackedSequence(x, sizes, packing.order, unsorted))
+            return h[-1]
+        for layer in range(self.rnn.num_layers):
+            if layer:
+                x = F.dropout(x, self.rnn.dropout, self.training)
+            x = gru_layer(x, *(getattr(self.rnn, f"{name}_l{layer}")
+                               for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")), packing)
+        return x[packing.last]
 
 
 class TransformerEncoder(nn.Module):

@@ -19,6 +19,7 @@ from torch import nn
 
 from engine.model.encoder import EventEmbedding
 from engine.model.features import CONTEXT_FEATURES
+from engine.model.gru import Packing
 from engine.model.losses import coles_loss, forecast_loss, item_loss
 
 
@@ -46,6 +47,10 @@ class CustomerEncoder(pl.LightningModule):
 
     def state(self, batch: dict) -> torch.Tensor:
         """float [B, dim]: the pooled encoder state of each row."""
+        if hasattr(self.encoder, "forward_packed"):  # embed and encode the valid events only
+            packing = Packing.build(batch["lengths"], batch["cat"].shape[1]).to(batch["cat"].device)
+            events = self.embed(batch["cat"].flatten(0, 1)[packing.flat], batch["num"].flatten(0, 1)[packing.flat])
+            return self.encoder.forward_packed(events, packing)
         return self.encoder(self.embed(batch["cat"], batch["num"]), batch["lengths"])
 
     def embedding(self, state: torch.Tensor) -> torch.Tensor:
@@ -61,17 +66,18 @@ class CustomerEncoder(pl.LightningModule):
         return self.embedding(self.state(batch))
 
     def _losses(self, batch: dict, stage: str) -> torch.Tensor:
-        z = self(batch["views"])
+        views, pairs = batch["views"], batch.get("forecast") if self.forecast_weight else None
+        states = self.state(views if pairs is None else _stack(views, pairs))  # one encoder pass for both
+        z = self.embedding(states[:len(views["lengths"])])
         loss = coles_loss(z, batch["labels"], self.temperature)
         self.log(f"{stage}_coles", loss, prog_bar=stage == "train", batch_size=len(batch["rows"]))
         if self.item_weight:
             logits = z @ F.normalize(self.item_vectors, dim=-1).T / self.temperature
-            i_loss = item_loss(logits, batch["views"], batch["labels"], len(batch["rows"]))
+            i_loss = item_loss(logits, views, batch["labels"], len(batch["rows"]))
             self.log(f"{stage}_items", i_loss, prog_bar=stage == "train", batch_size=len(batch["rows"]))
             loss = loss + self.item_weight * i_loss
-        if self.forecast_weight and "forecast" in batch:
-            pairs = batch["forecast"]
-            predicted = self.forecast(self.state(pairs), pairs["context"])
+        if pairs is not None:
+            predicted = self.forecast(states[len(views["lengths"]):], pairs["context"])
             f_loss = forecast_loss(predicted, pairs["count"], pairs["spend"], pairs["weight"])
             self.log(f"{stage}_forecast", f_loss, prog_bar=stage == "train", batch_size=len(batch["rows"]))
             loss = loss + self.forecast_weight * f_loss
@@ -96,3 +102,14 @@ class CustomerEncoder(pl.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+def _stack(a: dict, b: dict) -> dict:
+    """Two padded event batches as one (rows of a, then rows of b), padded to the wider of the two."""
+    width = max(a["cat"].shape[1], b["cat"].shape[1])
+
+    def pad(x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, (0, 0, 0, width - x.shape[1]))
+
+    return {"cat": torch.cat([pad(a["cat"]), pad(b["cat"])]), "num": torch.cat([pad(a["num"]), pad(b["num"])]),
+            "lengths": torch.cat([a["lengths"], b["lengths"]])}

@@ -79,7 +79,7 @@ def forecast_context(index: StoreIndex | None, store: SequenceStore, rows: np.nd
 
 class TrainCollate:
     """Rows -> CoLES views of each customer, plus (history before T, purchases in [T, T+H)) pairs when a
-    forecast horizon is set. T is drawn per customer between their first event and end - H."""
+    forecast horizon is set. T is drawn per customer between their history's first event and end - H."""
 
     def __init__(self, store: SequenceStore, index: StoreIndex, n_slices: int, min_len: int, max_len: int,
                  horizon_days: float | None, forecast_max_len: int, spend_scale: float,
@@ -88,7 +88,7 @@ class TrainCollate:
         self.n_slices, self.min_len, self.max_len = n_slices, min_len, max_len
         self.horizon = None if not horizon_days else int(horizon_days * DAY)
         self.forecast_max_len = forecast_max_len
-        self.forecast_samples = forecast_samples  # cutoffs drawn per customer and batch
+        self.forecast_samples = forecast_samples  # cutoffs drawn per customer and batch, in one history
         self.spend_scale = spend_scale
         self.end = store.time_range()[1] + 1
 
@@ -99,26 +99,37 @@ class TrainCollate:
         batch = {"views": gather(self.store, starts, lengths), "labels": torch.from_numpy(labels),
                  "rows": torch.from_numpy(rows)}
         if self.horizon:
-            batch["forecast"] = self.forecast_pairs(np.repeat(rows, self.forecast_samples), rng)
+            batch["forecast"] = self.forecast_pairs(rows, rng)
         return batch
 
     def forecast_pairs(self, rows: np.ndarray, rng: np.random.Generator) -> dict:
+        """One history per customer (its last ``forecast_max_len`` events with a whole horizon after them) and
+        ``forecast_samples`` cutoffs T in it. Pair j is the prefix of history ``pair_row[j]`` up to event
+        ``pair_step[j]`` (the last before T), with purchases and spend in [T, T + H): a causal encoder reads
+        every pair's state from one pass over the history."""
         ts = np.asarray(self.store.columns["ts"])
-        first = ts[self.store.offsets[rows]]
-        low, high = first + 1, self.end - self.horizon
-        weight = (high > low).astype(np.float32)
+        hist_end = self.index.first_at_or_after(rows, np.full(len(rows), self.end - self.horizon))
+        starts, lengths = last_events(self.store, rows, self.forecast_max_len, ends=hist_end)
+        inputs = gather(self.store, starts, lengths)
+        k = self.forecast_samples
+        pair_row = np.repeat(np.arange(len(rows)), k)
+        rows_k, starts_k = rows[pair_row], starts[pair_row]
+        low = ts[np.minimum(starts_k, len(ts) - 1)] + 1  # after the history's first event
+        high = np.full(len(rows_k), self.end - self.horizon)
+        weight = ((high > low) & (lengths[pair_row] > 0)).astype(np.float32)
         # Half the cutoffs anywhere in the history, half in the last few horizons: the forecast is asked for
         # at the data's end, so recent behaviour (trends, churn) weighs more.
-        recent = rng.random(len(rows)) < 0.5
+        recent = rng.random(len(rows_k)) < 0.5
         low = np.where(recent, np.maximum(low, high - 3 * self.horizon), low)
-        cutoff = low + np.floor(rng.random(len(rows)) * np.maximum(high - low, 1)).astype(np.int64)
-        hist_end = self.index.first_at_or_after(rows, cutoff)
-        future_end = self.index.first_at_or_after(rows, cutoff + self.horizon)
-        starts, lengths = last_events(self.store, rows, self.forecast_max_len, ends=hist_end)
-        count = self.index.cum_purchases[future_end] - self.index.cum_purchases[hist_end]
-        spend = self.index.cum_spend[future_end] - self.index.cum_spend[hist_end]
-        inputs = gather(self.store, starts, lengths)
-        inputs["context"] = forecast_context(self.index, self.store, rows, hist_end, cutoff)
+        cutoff = low + np.floor(rng.random(len(rows_k)) * np.maximum(high - low, 1)).astype(np.int64)
+        before = np.clip(self.index.first_at_or_after(rows_k, cutoff), starts_k + 1, starts_k + np.maximum(
+            lengths[pair_row], 1))
+        future_end = self.index.first_at_or_after(rows_k, cutoff + self.horizon)
+        count = self.index.cum_purchases[future_end] - self.index.cum_purchases[before]
+        spend = self.index.cum_spend[future_end] - self.index.cum_spend[before]
+        inputs["pair_row"] = torch.from_numpy(pair_row)
+        inputs["pair_step"] = torch.from_numpy(before - starts_k - 1)
+        inputs["context"] = forecast_context(self.index, self.store, rows_k, before, cutoff)
         inputs["count"] = torch.from_numpy(count.astype(np.float32))
         inputs["spend"] = torch.from_numpy((np.maximum(spend, 0) / self.spend_scale).astype(np.float32))
         inputs["weight"] = torch.from_numpy(weight)

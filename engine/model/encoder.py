@@ -50,20 +50,21 @@ class GRUEncoder(nn.Module):
         packing = Packing.build(lengths, x.shape[1]).to(x.device)
         return self.forward_packed(x.flatten(0, 1)[packing.flat], packing)
 
-    def forward_packed(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
-        """x: float [N, dim], the valid events in ``packing``'s order -> state [B, dim] in row order."""
+    def forward_packed(self, x: torch.Tensor, packing: Packing, at: torch.Tensor | None = None) -> torch.Tensor:
+        """x: float [N, dim], the valid events in ``packing``'s order -> state [B, dim] in row order, or the
+        states at packed indices ``at`` [K] (the GRU is causal: a prefix's state is its last event's)."""
         if x.is_cuda:
             unsorted = torch.empty_like(packing.order)
             unsorted[packing.order] = torch.arange(len(packing.order), device=x.device)
             sizes = torch.tensor(packing.batch_sizes, dtype=torch.int64)
-            _, h = self.rnn(PackedSequence(x, sizes, packing.order, unsorted))
-            return h[-1]
+            out, h = self.rnn(PackedSequence(x, sizes, packing.order, unsorted))
+            return h[-1] if at is None else out.data[at]
         for layer in range(self.rnn.num_layers):
             if layer:
                 x = F.dropout(x, self.rnn.dropout, self.training)
             x = gru_layer(x, *(getattr(self.rnn, f"{name}_l{layer}")
                                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")), packing)
-        return x[packing.last]
+        return x[packing.last if at is None else at]
 
 
 class TransformerEncoder(nn.Module):

@@ -56,6 +56,13 @@ class Packing:
         previous = offsets[step[later] - 1] + rank[later]
         return cls(order[rank] * width + step, sizes.tolist(), offsets.tolist(), order, last, previous)
 
+    def index(self, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """int64 [K]: packed index of event ``steps[k]`` (< that row's length) of padded row ``rows[k]``."""
+        rank = torch.empty_like(self.order)
+        rank[self.order] = torch.arange(len(self.order), device=self.order.device)
+        offsets = torch.tensor(self.offsets, dtype=torch.int64, device=self.order.device)
+        return offsets[steps] + rank[rows]
+
     def to(self, device) -> Packing:
         return Packing(self.flat.to(device), self.batch_sizes, self.offsets, self.order.to(device),
                        self.last.to(device), self.previous.to(device))

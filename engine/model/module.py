@@ -45,12 +45,16 @@ class CustomerEncoder(pl.LightningModule):
         self.temperature, self.lr, self.weight_decay = temperature, lr, weight_decay
         self.forecast_weight, self.spend_scale = forecast_weight, spend_scale
 
-    def state(self, batch: dict) -> torch.Tensor:
-        """float [B, dim]: the pooled encoder state of each row."""
+    def state(self, batch: dict, rows: torch.Tensor | None = None, steps: torch.Tensor | None = None) -> torch.Tensor:
+        """float [B, dim]: the pooled encoder state of each row; with ``rows`` and ``steps`` (int64 [K]),
+        the state of each prefix ``rows[k]`` up to event ``steps[k]`` instead."""
         if hasattr(self.encoder, "forward_packed"):  # embed and encode the valid events only
             packing = Packing.build(batch["lengths"], batch["cat"].shape[1]).to(batch["cat"].device)
             events = self.embed(batch["cat"].flatten(0, 1)[packing.flat], batch["num"].flatten(0, 1)[packing.flat])
-            return self.encoder.forward_packed(events, packing)
+            at = None if rows is None else packing.index(rows.to(packing.order.device), steps.to(packing.order.device))
+            return self.encoder.forward_packed(events, packing, at)
+        if rows is not None:  # the prefixes as rows of their own (the padding past each is ignored)
+            batch = {"cat": batch["cat"][rows], "num": batch["num"][rows], "lengths": steps + 1}
         return self.encoder(self.embed(batch["cat"], batch["num"]), batch["lengths"])
 
     def embedding(self, state: torch.Tensor) -> torch.Tensor:
@@ -67,8 +71,14 @@ class CustomerEncoder(pl.LightningModule):
 
     def _losses(self, batch: dict, stage: str) -> torch.Tensor:
         views, pairs = batch["views"], batch.get("forecast") if self.forecast_weight else None
-        states = self.state(views if pairs is None else _stack(views, pairs))  # one encoder pass for both
-        z = self.embedding(states[:len(views["lengths"])])
+        n_views = len(views["lengths"])
+        if pairs is None:
+            states = self.state(views)
+        else:  # one encoder pass: each view's last state, then each forecast pair's prefix state
+            rows = torch.cat([torch.arange(n_views, device=pairs["pair_row"].device), pairs["pair_row"] + n_views])
+            steps = torch.cat([views["lengths"].to(rows.device) - 1, pairs["pair_step"]])
+            states = self.state(_stack(views, pairs), rows, steps)
+        z = self.embedding(states[:n_views])
         loss = coles_loss(z, batch["labels"], self.temperature)
         self.log(f"{stage}_coles", loss, prog_bar=stage == "train", batch_size=len(batch["rows"]))
         if self.item_weight:
@@ -77,7 +87,7 @@ class CustomerEncoder(pl.LightningModule):
             self.log(f"{stage}_items", i_loss, prog_bar=stage == "train", batch_size=len(batch["rows"]))
             loss = loss + self.item_weight * i_loss
         if pairs is not None:
-            predicted = self.forecast(states[len(views["lengths"]):], pairs["context"])
+            predicted = self.forecast(states[n_views:], pairs["context"])
             f_loss = forecast_loss(predicted, pairs["count"], pairs["spend"], pairs["weight"])
             self.log(f"{stage}_forecast", f_loss, prog_bar=stage == "train", batch_size=len(batch["rows"]))
             loss = loss + self.forecast_weight * f_loss

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.data.store import build_store
-from engine.model.datamodule import forecast_context, split_rows
+from engine.model.datamodule import TrainCollate, forecast_context, split_rows
 from engine.model.features import DAY, StoreIndex, gather, random_slices
 from engine.model.losses import coles_loss, item_loss
 
@@ -86,3 +86,31 @@ def test_item_loss_targets_the_other_views_items():
     wrong = torch.full((2, 3), -10.0)
     wrong[0, 1], wrong[1, 1] = 10.0, 10.0
     assert item_loss(right, views, labels, 1) < item_loss(wrong, views, labels, 1)
+
+
+def test_forecast_pairs_read_prefixes_of_one_history_and_count_the_future(store):
+    """Each pair's step is the history's last event before its cutoff T, and its count the purchases in
+    [T, T + H); the history ends where a whole horizon is left before the data's end."""
+    horizon_days = 5.0
+    collate = TrainCollate(store, StoreIndex.build(store), n_slices=2, min_len=1, max_len=2,
+                           horizon_days=horizon_days, forecast_max_len=8, spend_scale=1.0, forecast_samples=16)
+    pairs = collate.forecast_pairs(np.array([0, 1]), np.random.default_rng(0))
+    ts = np.asarray(store.columns["ts"])
+    horizon = int(horizon_days * DAY)
+    # customer a: events on days 0, 1, 2, 40; the data ends on day 40, so the history stops before day 35
+    assert pairs["lengths"].tolist()[0] == 3
+    assert pairs["pair_row"].tolist() == [0] * 16 + [1] * 16
+    for j in range(16):
+        if pairs["pair_row"][j] != 0 or pairs["weight"][j] == 0:
+            continue
+        step = int(pairs["pair_step"][j])
+        assert 0 <= step < 3
+        last_before = ts[step]  # customer a's events start at index 0
+        following = ts[step + 1] if step + 1 < 4 else np.inf
+        as_of = T0 + np.expm1(pairs["context"][j, 0].item()) * DAY + (ts[step] - T0)  # T from "days since last"
+        assert last_before < as_of <= following + 1
+        purchases = [i for i in (1, 3) if as_of <= ts[i] < as_of + horizon]
+        assert pairs["count"][j].item() == pytest.approx(len(purchases), abs=1e-6)
+    # customer b: a purchase on day 0 and a view on day 3, both in its history; nothing bought after T
+    assert pairs["lengths"].tolist()[1] == 2 and (pairs["weight"][16:] == 1).all()
+    assert (pairs["count"][16:] == 0).all() and set(pairs["pair_step"][16:].tolist()) <= {0, 1}

@@ -350,7 +350,7 @@ def measure_memory(path: str, steps: int, overrides: list[str]) -> dict:
         model, dm, _ = pipeline.fit(cfg, data)
         rss_fit = rss_mb()
         t2 = time.perf_counter()
-        pipeline.embed(cfg, model, data, dm.spend_scale)
+        pipeline.embed(cfg, model, data, dm.spend_scale, dm)  # as run_all does
         t3 = time.perf_counter()
     return {
         "customers": data.store.n_customers,

@@ -19,9 +19,10 @@ FORECAST_COLUMNS = ("expected_purchases", "expected_spend", "p_churn")
 
 
 class EmbeddingWriter(BasePredictionWriter):
-    """Collects each batch's rows, embeddings and forecasts and writes ``parts_dir/rank-<r>.npz`` per rank.
+    """Collects each batch's rows, embeddings and forecasts and writes ``parts_dir/rank-<r>/<name>.npy``.
 
-    Nothing is kept in Lightning's own prediction list (return_predictions=False), so memory stays flat."""
+    Nothing is kept in Lightning's own prediction list (return_predictions=False); at the end each array is
+    concatenated and written in turn, its chunks freed first, so at most one extra copy exists at a time."""
 
     def __init__(self, parts_dir: str | os.PathLike):
         super().__init__(write_interval="batch")
@@ -35,37 +36,43 @@ class EmbeddingWriter(BasePredictionWriter):
                                                     if value.is_floating_point() else value.cpu().numpy())
 
     def on_predict_epoch_end(self, trainer, pl_module) -> None:
-        self.parts_dir.mkdir(parents=True, exist_ok=True)
-        arrays = {name: np.concatenate(chunks) for name, chunks in self.chunks.items()}
-        part = self.parts_dir / f"rank-{trainer.global_rank}.npz"
-        np.savez(part, **arrays)
-        self.chunks = {}
+        part = self.parts_dir / f"rank-{trainer.global_rank}"
+        part.mkdir(parents=True, exist_ok=True)
+        for name in list(self.chunks):
+            chunks = self.chunks.pop(name)
+            np.save(part / f"{name}.npy", np.concatenate(chunks) if chunks else np.zeros(0, np.float32))
+            del chunks
         trainer.strategy.barrier("embedding parts written")
 
 
 def merge_parts(parts_dir: str | os.PathLike, n_customers: int) -> dict[str, np.ndarray]:
-    """Read every rank's part and order by customer row; each row must appear exactly once (a sampler that
-    pads ranks with repeated rows is tolerated: repeats must be equal and are dropped).
+    """Read every rank's part and place each value at its customer row; each row must appear (a sampler
+    that pads ranks with repeated rows is tolerated: a repeat is the same customer, embedded again).
 
-    Returns {"embedding": float32 [n, d], and forecast columns float32 [n] when present}."""
-    parts = sorted(Path(parts_dir).glob("rank-*.npz"))
+    Returns {"embedding": float32 [n, d], and forecast columns float32 [n] when present}; one array per
+    name is allocated and filled part by part."""
+    parts = sorted(p for p in Path(parts_dir).glob("rank-*") if p.is_dir())
     if not parts:
         raise RuntimeError(f"{parts_dir}: no embedding parts were written")
-    loaded = [dict(np.load(p)) for p in parts]
-    rows = np.concatenate([p["rows"] for p in loaded]).astype(np.int64)
-    unique, first = np.unique(rows, return_index=True)
-    if len(unique) != n_customers or unique[0] != 0 or unique[-1] != n_customers - 1:
-        missing = np.setdiff1d(np.arange(n_customers), unique)
-        raise RuntimeError(f"batch embedding covered {len(unique)} of {n_customers} customers "
+    rows = [np.load(p / "rows.npy").astype(np.int64) for p in parts]
+    every = np.concatenate(rows)
+    if len(every) and (every.min() < 0 or every.max() >= n_customers):
+        raise RuntimeError(f"batch embedding wrote rows outside 0..{n_customers - 1}")
+    covered = np.bincount(every, minlength=n_customers) > 0
+    if not covered.all():
+        missing = np.flatnonzero(~covered)
+        raise RuntimeError(f"batch embedding covered {int(covered.sum())} of {n_customers} customers "
                            f"(missing rows {missing[:5].tolist()})")
-    merged = {}
-    for name in loaded[0]:
-        if name == "rows":
-            continue
-        values = np.concatenate([p[name] for p in loaded])
-        merged[name] = values[first]  # np.unique sorts: row r's values land at position r
-    log.info("merged %d part(s): %d customers, %d repeated rows dropped", len(parts), n_customers,
-             len(rows) - len(unique))
+    merged: dict[str, np.ndarray] = {}
+    for name in sorted(f.stem for f in parts[0].glob("*.npy") if f.stem != "rows"):
+        for part, part_rows in zip(parts, rows, strict=True):
+            values = np.load(part / f"{name}.npy")
+            if name not in merged:
+                merged[name] = np.empty((n_customers, *values.shape[1:]), dtype=values.dtype)
+            merged[name][part_rows] = values
+            del values
+    log.info("merged %d part(s): %d customers, %d repeated rows", len(parts), n_customers,
+             len(every) - n_customers)
     return merged
 
 

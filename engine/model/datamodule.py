@@ -81,10 +81,10 @@ class TrainCollate:
     """Rows -> CoLES views of each customer, plus (history before T, purchases in [T, T+H)) pairs when a
     forecast horizon is set. T is drawn per customer between their history's first event and end - H."""
 
-    def __init__(self, store: SequenceStore, index: StoreIndex, n_slices: int, min_len: int, max_len: int,
+    def __init__(self, store: SequenceStore, n_slices: int, min_len: int, max_len: int,
                  horizon_days: float | None, forecast_max_len: int, spend_scale: float,
                  forecast_samples: int = 1):
-        self.store, self.index = store, index
+        self.store = store
         self.n_slices, self.min_len, self.max_len = n_slices, min_len, max_len
         self.horizon = None if not horizon_days else int(horizon_days * DAY)
         self.forecast_max_len = forecast_max_len
@@ -95,22 +95,24 @@ class TrainCollate:
     def __call__(self, rows: list[int]) -> dict:
         rows = np.asarray(rows, dtype=np.int64)
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
-        starts, lengths, labels = random_slices(self.store, rows, self.n_slices, self.min_len, self.max_len, rng)
-        batch = {"views": gather(self.store, starts, lengths), "labels": torch.from_numpy(labels),
+        local = self.store.take(rows)  # this batch's customers: every lookup below stays within them
+        starts, lengths, labels = random_slices(local, np.arange(len(rows)), self.n_slices, self.min_len,
+                                                self.max_len, rng)
+        batch = {"views": gather(local, starts, lengths), "labels": torch.from_numpy(labels),
                  "rows": torch.from_numpy(rows)}
         if self.horizon:
-            batch["forecast"] = self.forecast_pairs(rows, rng)
+            batch["forecast"] = self.forecast_pairs(local, rng)
         return batch
 
-    def forecast_pairs(self, rows: np.ndarray, rng: np.random.Generator) -> dict:
+    def forecast_pairs(self, store: SequenceStore, rng: np.random.Generator) -> dict:
         """One history per customer (its last ``forecast_max_len`` events with a whole horizon after them) and
         ``forecast_samples`` cutoffs T in it. Pair j is the prefix of history ``pair_row[j]`` up to event
         ``pair_step[j]`` (the last before T), with purchases and spend in [T, T + H): a causal encoder reads
         every pair's state from one pass over the history."""
-        ts = np.asarray(self.store.columns["ts"])
-        hist_end = self.index.first_at_or_after(rows, np.full(len(rows), self.end - self.horizon))
-        starts, lengths = last_events(self.store, rows, self.forecast_max_len, ends=hist_end)
-        inputs = gather(self.store, starts, lengths)
+        ts, index, rows = np.asarray(store.columns["ts"]), StoreIndex.build(store), np.arange(store.n_customers)
+        hist_end = index.first_at_or_after(rows, np.full(len(rows), self.end - self.horizon))
+        starts, lengths = last_events(store, rows, self.forecast_max_len, ends=hist_end)
+        inputs = gather(store, starts, lengths)
         k = self.forecast_samples
         pair_row = np.repeat(np.arange(len(rows)), k)
         rows_k, starts_k = rows[pair_row], starts[pair_row]
@@ -122,14 +124,14 @@ class TrainCollate:
         recent = rng.random(len(rows_k)) < 0.5
         low = np.where(recent, np.maximum(low, high - 3 * self.horizon), low)
         cutoff = low + np.floor(rng.random(len(rows_k)) * np.maximum(high - low, 1)).astype(np.int64)
-        before = np.clip(self.index.first_at_or_after(rows_k, cutoff), starts_k + 1, starts_k + np.maximum(
+        before = np.clip(index.first_at_or_after(rows_k, cutoff), starts_k + 1, starts_k + np.maximum(
             lengths[pair_row], 1))
-        future_end = self.index.first_at_or_after(rows_k, cutoff + self.horizon)
-        count = self.index.cum_purchases[future_end] - self.index.cum_purchases[before]
-        spend = self.index.cum_spend[future_end] - self.index.cum_spend[before]
+        future_end = index.first_at_or_after(rows_k, cutoff + self.horizon)
+        count = index.cum_purchases[future_end] - index.cum_purchases[before]
+        spend = index.cum_spend[future_end] - index.cum_spend[before]
         inputs["pair_row"] = torch.from_numpy(pair_row)
         inputs["pair_step"] = torch.from_numpy(before - starts_k - 1)
-        inputs["context"] = forecast_context(self.index, self.store, rows_k, before, cutoff)
+        inputs["context"] = forecast_context(index, store, rows_k, before, cutoff)
         inputs["count"] = torch.from_numpy(count.astype(np.float32))
         inputs["spend"] = torch.from_numpy((np.maximum(spend, 0) / self.spend_scale).astype(np.float32))
         inputs["weight"] = torch.from_numpy(weight)
@@ -139,15 +141,16 @@ class TrainCollate:
 class PredictCollate:
     """Rows -> the last ``max_len`` events of each customer (and forecast context as of ``as_of``)."""
 
-    def __init__(self, store: SequenceStore, index: StoreIndex, max_len: int, as_of: int):
-        self.store, self.index, self.max_len, self.as_of = store, index, max_len, as_of
+    def __init__(self, store: SequenceStore, max_len: int, as_of: int):
+        self.store, self.max_len, self.as_of = store, max_len, as_of
 
     def __call__(self, rows: list[int]) -> dict:
         rows = np.asarray(rows, dtype=np.int64)
-        starts, lengths = last_events(self.store, rows, self.max_len)
-        batch = gather(self.store, starts, lengths)
-        ends = self.store.offsets[rows + 1]
-        batch["context"] = forecast_context(self.index, self.store, rows, ends, np.full(len(rows), self.as_of))
+        local = self.store.take(rows)  # this batch's customers: the context's lookups stay within them
+        starts, lengths = last_events(local, np.arange(len(rows)), self.max_len)
+        batch = gather(local, starts, lengths)
+        batch["context"] = forecast_context(None, local, np.arange(len(rows)), local.offsets[1:],
+                                            np.full(len(rows), self.as_of))
         batch["rows"] = torch.from_numpy(rows)
         return batch
 
@@ -161,8 +164,7 @@ class SequenceDataModule(pl.LightningDataModule):
                  horizon_days: float | None = None, forecast_max_len: int | None = None, forecast_samples: int = 2,
                  as_of: int | None = None):
         super().__init__()
-        self.store = store
-        self.index = StoreIndex.build(store)
+        self.store = store  # per-event lookups are built per batch, over its customers only
         self.batch_size, self.predict_batch_size = batch_size, predict_batch_size
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory == "auto" else bool(pin_memory)
@@ -170,9 +172,9 @@ class SequenceDataModule(pl.LightningDataModule):
         self.train_rows, self.val_rows = split_rows(store.customer_ids, val_fraction, seed)
         self.spend_scale = self._spend_scale()
         # forecast histories as long as predicted ones: the head sees the same kind of state in both
-        self.train_collate = TrainCollate(store, self.index, n_slices, min_len, max_len, horizon_days,
+        self.train_collate = TrainCollate(store, n_slices, min_len, max_len, horizon_days,
                                           forecast_max_len or predict_max_len, self.spend_scale, forecast_samples)
-        self.predict_collate = PredictCollate(store, self.index, predict_max_len, self.as_of)
+        self.predict_collate = PredictCollate(store, predict_max_len, self.as_of)
 
     def _spend_scale(self) -> float:
         """Median purchase amount: forecast spend is learned in these units to keep losses well scaled."""

@@ -92,9 +92,9 @@ def test_forecast_pairs_read_prefixes_of_one_history_and_count_the_future(store)
     """Each pair's step is the history's last event before its cutoff T, and its count the purchases in
     [T, T + H); the history ends where a whole horizon is left before the data's end."""
     horizon_days = 5.0
-    collate = TrainCollate(store, StoreIndex.build(store), n_slices=2, min_len=1, max_len=2,
+    collate = TrainCollate(store, n_slices=2, min_len=1, max_len=2,
                            horizon_days=horizon_days, forecast_max_len=8, spend_scale=1.0, forecast_samples=16)
-    pairs = collate.forecast_pairs(np.array([0, 1]), np.random.default_rng(0))
+    pairs = collate.forecast_pairs(store.take(np.array([0, 1])), np.random.default_rng(0))
     ts = np.asarray(store.columns["ts"])
     horizon = int(horizon_days * DAY)
     # customer a: events on days 0, 1, 2, 40; the data ends on day 40, so the history stops before day 35

@@ -50,10 +50,12 @@ class GRUEncoder(nn.Module):
         packing = Packing.build(lengths, x.shape[1]).to(x.device)
         return self.forward_packed(x.flatten(0, 1)[packing.flat], packing)
 
-    def forward_packed(self, x: torch.Tensor, packing: Packing, at: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_packed(self, x: torch.Tensor, packing: Packing, at: torch.Tensor | None = None,
+                       native: bool | None = None) -> torch.Tensor:
         """x: float [N, dim], the valid events in ``packing``'s order -> state [B, dim] in row order, or the
-        states at packed indices ``at`` [K] (the GRU is causal: a prefix's state is its last event's)."""
-        if x.is_cuda:
+        states at packed indices ``at`` [K] (the GRU is causal: a prefix's state is its last event's).
+        ``native``: nn.GRU on a PackedSequence (cuDNN); default on CUDA only."""
+        if x.is_cuda if native is None else native:
             unsorted = torch.empty_like(packing.order)
             unsorted[packing.order] = torch.arange(len(packing.order), device=x.device)
             sizes = torch.tensor(packing.batch_sizes, dtype=torch.int64)

@@ -93,3 +93,17 @@ def test_the_module_embeds_only_valid_events_and_ignores_padding():
     assert torch.allclose(full[1], narrow[0], atol=1e-6)
     assert torch.allclose(full, again, atol=1e-6)
     assert isinstance(model.embed, EventEmbedding)
+
+
+def test_the_cudnn_branch_reads_the_same_states_as_the_cpu_recurrence():
+    """The PackedSequence path (taken on CUDA) run on the CPU: same final and prefix states."""
+    torch.manual_seed(4)
+    encoder = GRUEncoder(dim=8, num_layers=2)
+    lengths = torch.tensor([5, 2, 7, 1])
+    packing = Packing.build(lengths, 7)
+    x = torch.randn(int(lengths.sum()), 8)
+    at = packing.index(torch.tensor([2, 0, 1]), torch.tensor([3, 4, 0]))
+    for positions in (None, at):
+        ours = encoder.forward_packed(x, packing, positions, native=False)
+        cudnn = encoder.forward_packed(x, packing, positions, native=True)
+        assert torch.allclose(ours, cudnn, atol=1e-6)

@@ -37,7 +37,8 @@ class EventEmbedding(nn.Module):
 class GRUEncoder(nn.Module):
     """Events -> state [B, dim]: the GRU state after each row's last valid event.
 
-    Runs on packed events (no work on padding): cuDNN on CUDA, engine.model.gru's recurrence elsewhere.
+    Runs on packed events (no work on padding): cuDNN on CUDA; on the CPU, engine.model.gru's recurrence for
+    training and PyTorch's packed kernel for inference.
     The parameters are those of ``nn.GRU``, so checkpoints do not depend on the device."""
 
     def __init__(self, dim: int, num_layers: int = 1, dropout: float = 0.0):
@@ -54,8 +55,9 @@ class GRUEncoder(nn.Module):
                        native: bool | None = None) -> torch.Tensor:
         """x: float [N, dim], the valid events in ``packing``'s order -> state [B, dim] in row order, or the
         states at packed indices ``at`` [K] (the GRU is causal: a prefix's state is its last event's).
-        ``native``: nn.GRU on a PackedSequence (cuDNN); default on CUDA only."""
-        if x.is_cuda if native is None else native:
+        ``native``: nn.GRU on a PackedSequence, by default on CUDA (cuDNN) and wherever no gradient is
+        needed (inference: PyTorch's packed CPU kernel is the faster one without a backward pass)."""
+        if (x.is_cuda or not torch.is_grad_enabled()) if native is None else native:
             unsorted = torch.empty_like(packing.order)
             unsorted[packing.order] = torch.arange(len(packing.order), device=x.device)
             sizes = torch.tensor(packing.batch_sizes, dtype=torch.int64)

@@ -35,10 +35,13 @@ class CustomerEncoder(pl.LightningModule):
         self.embed = EventEmbedding(vocab_sizes, dim, dropout)
         self.encoder = encoder(dim=dim)
         self.project = nn.Linear(dim, out_dim)
-        self.head = nn.Sequential(nn.Linear(dim + CONTEXT_FEATURES, dim), nn.GELU(), nn.Linear(dim, 3))
+        # Only the parts an objective trains are built: DDP requires every parameter to get a gradient.
+        if forecast_weight:
+            self.head = nn.Sequential(nn.Linear(dim + CONTEXT_FEATURES, dim), nn.GELU(), nn.Linear(dim, 3))
         # Item affinity: cosine logits between the embedding and one vector per (frequent) item.
         self.n_head_items = min(vocab_sizes[1], item_head_size)
-        self.item_vectors = nn.Parameter(torch.randn(self.n_head_items, out_dim) * 0.1)
+        if item_weight:
+            self.item_vectors = nn.Parameter(torch.randn(self.n_head_items, out_dim) * 0.1)
         self.item_weight = item_weight
         # Forecast recalibration on the latest complete horizon (set by engine.pipeline.calibrate_forecast).
         self.register_buffer("calibration", torch.ones(2))

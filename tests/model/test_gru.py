@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from engine.data import EventLogSpec, load_store
+from engine.model.datamodule import TrainCollate
 from engine.model.encoder import EventEmbedding, GRUEncoder
 from engine.model.features import N_NUMERIC
 from engine.model.gru import Packing, gru_layer
@@ -107,3 +109,18 @@ def test_the_cudnn_branch_reads_the_same_states_as_the_cpu_recurrence():
         ours = encoder.forward_packed(x, packing, positions, native=False)
         cudnn = encoder.forward_packed(x, packing, positions, native=True)
         assert torch.allclose(ours, cudnn, atol=1e-6)
+
+
+@pytest.mark.parametrize("forecast_weight,item_weight", [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0)])
+def test_every_parameter_is_trained_whatever_the_objectives(forecast_weight, item_weight, tiny_log):
+    """DDP fails on parameters no loss reaches: a switched-off objective leaves no parameters behind."""
+    store, _ = load_store(EventLogSpec(path=str(tiny_log)))
+    collate = TrainCollate(store, n_slices=2, min_len=4, max_len=16, horizon_days=30 if forecast_weight else None,
+                           forecast_max_len=32, spend_scale=1.0, forecast_samples=4)
+    sizes = [len(store.vocabs[f]) for f in ("event_type", "item_id", "category", "channel")]
+    model = CustomerEncoder(sizes, encoder=GRUEncoder, dim=16, out_dim=8, forecast_weight=forecast_weight,
+                            item_weight=item_weight)
+    model.log = lambda *args, **kwargs: None
+    model.training_step(collate(list(range(16))), 0).backward()
+    untouched = [name for name, p in model.named_parameters() if p.grad is None]
+    assert untouched == []

@@ -124,7 +124,10 @@ def fit(cfg: DictConfig, data: Data):
     dm = datamodule(cfg, data)
     vocab_sizes = [len(data.store.vocabs[f]) for f in ("event_type", "item_id", "category", "channel")]
     model = instantiate(cfg.model, vocab_sizes=vocab_sizes, spend_scale=dm.spend_scale, _convert_="all")
-    if cfg.compile:
+    if cfg.compile and hasattr(model.encoder, "forward_packed"):
+        log.warning("compile=true: the GRU encoder runs cuDNN on CUDA and its own packed recurrence on the CPU; "
+                    "torch.compile is not applied to it (it is to the Transformer encoder)")
+    elif cfg.compile:
         model.encoder.compile()  # in place: the state dict keeps its keys, so bundles load without torch.compile
     run = trainer(cfg)
     run.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from engine.bundle.bundle import TOMBSTONES, read_tombstones
 from engine.bundle.writer import BundleError, BundleWriter, embeddings_table, read_embeddings
 from engine.data import Columns, EventLogSpec, SequenceStore, load_store
+from engine.data.memory import release_freed_memory
 from engine.data.summary import customer_summary
 from engine.embed.writer import embed_base, forecast_table
 from engine.evaluate import evaluate_run, markdown_to_html
@@ -99,6 +100,7 @@ def load_data(cfg: DictConfig, vocabs: dict | None = None) -> Data:
         store, future = history.take(rows), store.after(cutoff).take(rows)
     as_of = cutoff if cutoff is not None else store.time_range()[1] + 1
     log.info("%s -> %d customers, %d events", report.summary(), store.n_customers, store.n_events)
+    release_freed_memory()
     info = {"path": spec.path, "files": report.files, "fingerprint": fingerprint(report.files),
             "rows_read": report.rows_read, "dropped_null_customer": report.dropped_null_customer,
             "dropped_null_ts": report.dropped_null_ts, "duplicates_removed": report.duplicates_removed,
@@ -136,6 +138,7 @@ def fit(cfg: DictConfig, data: Data):
         log.info("restoring the best checkpoint %s", best)
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]  # our own checkpoint
         model.load_state_dict(state)
+    release_freed_memory()
     return model, dm, run
 
 

@@ -61,7 +61,10 @@ class GRUEncoder(nn.Module):
             unsorted = torch.empty_like(packing.order)
             unsorted[packing.order] = torch.arange(len(packing.order), device=x.device)
             sizes = torch.tensor(packing.batch_sizes, dtype=torch.int64)
-            out, h = self.rnn(PackedSequence(x, sizes, packing.order, unsorted))
+            # in the weights' dtype whatever the autocast: cuDNN takes bf16 RNN inputs only from 9.13 on
+            with torch.autocast(x.device.type, enabled=False):
+                packed = PackedSequence(x.to(self.rnn.weight_ih_l0.dtype), sizes, packing.order, unsorted)
+                out, h = self.rnn(packed)
             return h[-1] if at is None else out.data[at]
         for layer in range(self.rnn.num_layers):
             if layer:

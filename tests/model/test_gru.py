@@ -72,11 +72,14 @@ def test_bf16_autocast_stays_close_to_float32():
     encoder.rnn = gru
     x = torch.randn(16, 20, 32)
     lengths = torch.randint(1, 21, (16,))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        state = encoder(x, lengths)
     _, expected = _padded_reference(gru, x, lengths)
-    assert state.dtype == torch.float32
-    assert (state - expected).abs().max() < 0.02
+    for native in (False, True):  # our recurrence, and the PackedSequence kernel (cuDNN's branch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            packing = Packing.build(lengths, 20)
+            events = x.flatten(0, 1)[packing.flat].to(torch.bfloat16)  # as a Linear under autocast gives
+            state = encoder.forward_packed(events, packing, native=native)
+        assert state.dtype == torch.float32
+        assert (state - expected).abs().max() < 0.02
 
 
 def test_the_module_embeds_only_valid_events_and_ignores_padding():

@@ -83,7 +83,7 @@ def _recur(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, packing:
     out = gates.new_empty(n_rows, hidden)
     hidden_all = gates.new_empty(n_rows if save else packing.batch_sizes[0] if n_rows else 0, 3 * hidden)
     h = gates.new_zeros(packing.batch_sizes[0] if n_rows else 0, hidden)
-    for size, start in zip(packing.batch_sizes, packing.offsets):
+    for size, start in zip(packing.batch_sizes, packing.offsets, strict=True):
         h_prev, g = h[:size], gates[start:start + size]
         gh = torch.addmm(bias, h_prev, w_t, out=hidden_all[start:start + size] if save else hidden_all[:size])
         rz = g[:, :2 * hidden].add_(gh[:, :2 * hidden]).sigmoid_()
@@ -118,7 +118,7 @@ class _GRULayer(torch.autograd.Function):
         d_hidden = torch.empty_like(gates)  # d loss / d (h_prev W_hh^T + b_hh), per packed row
         dh_all = torch.empty_like(out)  # d loss / d h, per packed row
         carry = grad_out.new_zeros(first, hidden)  # d loss / d h_prev from the step after
-        for size, start in zip(reversed(packing.batch_sizes), reversed(packing.offsets)):
+        for size, start in zip(reversed(packing.batch_sizes), reversed(packing.offsets), strict=True):
             rows = slice(start, start + size)
             dh = torch.add(grad_out[rows], carry[:size], out=dh_all[rows])
             torch.mul(factor[rows].view(size, 3, hidden), dh[:, None], out=d_hidden[rows].view(size, 3, hidden))

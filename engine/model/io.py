@@ -33,6 +33,11 @@ def load_model(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Cust
     hp = payload["hparams"]
     model = instantiate(payload["model_config"], vocab_sizes=hp["vocab_sizes"], spend_scale=hp["spend_scale"],
                         forecast_weight=hp["forecast_weight"], _convert_="all")
-    model.load_state_dict(payload["state_dict"])
+    # Bundles written before switched-off objectives stopped building parameters carry their unused weights.
+    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    unused = [k for k in unexpected if k == "item_vectors" or k.startswith("head.")]
+    if missing or len(unused) != len(unexpected):
+        raise RuntimeError(f"{path}: the model's weights do not match its config (missing {missing}, "
+                           f"unexpected {sorted(set(unexpected) - set(unused))})")
     model.eval()
     return model, payload

@@ -113,8 +113,11 @@ class _GRULayer(torch.autograd.Function):
         h_prev[first:] = out[packing.previous]
         # Everything but d loss / d h is known from the forward pass: with h = n + z (h_prev - n),
         # d pre-activations = dh * factor, so the factors are computed once for all steps, vectorized.
-        dn_factor = (1 - z) * (1 - n * n)
-        factor = torch.cat([dn_factor * hidden_n * r * (1 - r), (h_prev - n) * z * (1 - z), dn_factor * r], 1)
+        dn_factor = torch.addcmul(torch.ones_like(n), n, n, value=-1).mul_(1 - z)
+        factor = torch.empty_like(gates)
+        torch.mul(r, 1 - r, out=factor[:, :hidden]).mul_(hidden_n).mul_(dn_factor)
+        torch.mul(z, 1 - z, out=factor[:, hidden:2 * hidden]).mul_(h_prev - n)
+        torch.mul(dn_factor, r, out=factor[:, 2 * hidden:])
         d_hidden = torch.empty_like(gates)  # d loss / d (h_prev W_hh^T + b_hh), per packed row
         dh_all = torch.empty_like(out)  # d loss / d h, per packed row
         carry = grad_out.new_zeros(first, hidden)  # d loss / d h_prev from the step after

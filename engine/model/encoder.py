@@ -58,12 +58,10 @@ class GRUEncoder(nn.Module):
         ``native``: nn.GRU on a PackedSequence, by default on CUDA (cuDNN) and wherever no gradient is
         needed (inference: PyTorch's packed CPU kernel is the faster one without a backward pass)."""
         if (x.is_cuda or not torch.is_grad_enabled()) if native is None else native:
-            unsorted = torch.empty_like(packing.order)
-            unsorted[packing.order] = torch.arange(len(packing.order), device=x.device)
             sizes = torch.tensor(packing.batch_sizes, dtype=torch.int64)
             # in the weights' dtype whatever the autocast: cuDNN takes bf16 RNN inputs only from 9.13 on
             with torch.autocast(x.device.type, enabled=False):
-                packed = PackedSequence(x.to(self.rnn.weight_ih_l0.dtype), sizes, packing.order, unsorted)
+                packed = PackedSequence(x.to(self.rnn.weight_ih_l0.dtype), sizes, packing.order, packing.rank)
                 out, h = self.rnn(packed)
             return h[-1] if at is None else out.data[at]
         for layer in range(self.rnn.num_layers):

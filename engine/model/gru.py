@@ -27,6 +27,7 @@ class Packing:
     batch_sizes: list[int]  rows still running at each step (non-increasing)
     offsets:     list[int]  first packed index of each step
     order:       int64 [B]  padded row of each sorted position (longest first, stable)
+    rank:        int64 [B]  sorted position of each padded row (the inverse of order)
     last:        int64 [B]  packed index of each padded row's last event
     previous:    int64 [N - batch_sizes[0]]  packed index of the previous step's state, for steps >= 1
     """
@@ -35,6 +36,7 @@ class Packing:
     batch_sizes: list[int]
     offsets: list[int]
     order: torch.Tensor
+    rank: torch.Tensor
     last: torch.Tensor
     previous: torch.Tensor
 
@@ -46,26 +48,24 @@ class Packing:
         ordered = lengths[order]
         steps = torch.arange(int(ordered[0]) if len(ordered) else 0)
         running = ordered[None, :] > steps[:, None]  # [T, B]
-        step, rank = running.nonzero(as_tuple=True)  # time-major, rank ascending within a step
+        step, position = running.nonzero(as_tuple=True)  # time-major, sorted position ascending within a step
         sizes = running.sum(1)
         offsets = torch.cumsum(sizes, 0) - sizes
-        last_sorted = offsets[ordered - 1] + torch.arange(len(ordered))
-        last = torch.empty_like(last_sorted)
-        last[order] = last_sorted
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order))
         later = step >= 1
-        previous = offsets[step[later] - 1] + rank[later]
-        return cls(order[rank] * width + step, sizes.tolist(), offsets.tolist(), order, last, previous)
+        previous = offsets[step[later] - 1] + position[later]
+        return cls(order[position] * width + step, sizes.tolist(), offsets.tolist(), order, rank,
+                   offsets[lengths - 1] + rank, previous)
 
     def index(self, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """int64 [K]: packed index of event ``steps[k]`` (< that row's length) of padded row ``rows[k]``."""
-        rank = torch.empty_like(self.order)
-        rank[self.order] = torch.arange(len(self.order), device=self.order.device)
-        offsets = torch.tensor(self.offsets, dtype=torch.int64, device=self.order.device)
-        return offsets[steps] + rank[rows]
+        offsets = torch.tensor(self.offsets, dtype=torch.int64, device=self.rank.device)
+        return offsets[steps] + self.rank[rows]
 
     def to(self, device) -> Packing:
         return Packing(self.flat.to(device), self.batch_sizes, self.offsets, self.order.to(device),
-                       self.last.to(device), self.previous.to(device))
+                       self.rank.to(device), self.last.to(device), self.previous.to(device))
 
 
 def _recur(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, packing: Packing,

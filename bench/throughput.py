@@ -300,10 +300,13 @@ def measure_speed(path: str, steps: int, warmup: int, overrides: list[str], prof
     import torch
 
     from engine import pipeline
+    from engine.data.memory import keep_freed_memory
 
     with tempfile.TemporaryDirectory(prefix="throughput-bench-") as work:
         cfg = compose(path, work, steps, overrides)
         data = pipeline.load_data(cfg)
+        # The model's setup does this for Lightning; done here first so the bare loops share the allocator settings.
+        keep_freed_memory()
         training, model, dm = measure_training(cfg, data, warmup, profile)
         embedding = measure_embedding(cfg, data, model, dm.spend_scale, profile)
         # The peer's objective alone (CoLES, no item or forecast loss), same encoder: the like-for-like figure.

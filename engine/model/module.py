@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.data.memory import keep_freed_memory
 from engine.model.encoder import EventEmbedding
 from engine.model.features import CONTEXT_FEATURES
 from engine.model.gru import Packing
@@ -96,6 +97,9 @@ class CustomerEncoder(pl.LightningModule):
             loss = loss + self.forecast_weight * f_loss
         self.log(f"{stage}_loss", loss, batch_size=len(batch["rows"]), sync_dist=stage == "val")
         return loss
+
+    def setup(self, stage: str) -> None:
+        keep_freed_memory()  # every step frees and allocates the same tensors: reuse them, don't map them anew
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._losses(batch, "train")

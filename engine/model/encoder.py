@@ -9,10 +9,11 @@ embedding skips padding too.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
+from engine.model.dropout import Dropout
+from engine.model.dropout import dropout as apply_dropout
 from engine.model.features import N_NUMERIC
 from engine.model.gru import Packing, gru_layer
 
@@ -25,7 +26,7 @@ class EventEmbedding(nn.Module):
         self.tables = nn.ModuleList(nn.Embedding(size, dim, padding_idx=0) for size in vocab_sizes)
         self.numeric = nn.Linear(N_NUMERIC, dim)
         self.norm = nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
         x = self.numeric(num)
@@ -66,7 +67,7 @@ class GRUEncoder(nn.Module):
             return h[-1] if at is None else out.data[at]
         for layer in range(self.rnn.num_layers):
             if layer:
-                x = F.dropout(x, self.rnn.dropout, self.training)
+                x = apply_dropout(x, self.rnn.dropout, self.training)
             x = gru_layer(x, *(getattr(self.rnn, f"{name}_l{layer}")
                                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")), packing)
         return x[packing.last if at is None else at]

@@ -170,10 +170,8 @@ def embed(cfg: DictConfig, model, data: Data, spend_scale: float, dm=None) -> di
     datamodule of the same data, reused so its per-event index is not built twice."""
     dm = dm if dm is not None else datamodule(cfg, data, spend_scale)
     run = trainer(cfg, logger=False, enable_checkpointing=False, callbacks=[])
-    parts = Path(cfg.work_dir) / "embed-parts"
-    if run.is_global_zero:
-        shutil.rmtree(parts, ignore_errors=True)
-    return embed_base(run, model, dm, parts)
+    # each rank empties its own part before writing; the merge reads this run's ranks only
+    return embed_base(run, model, dm, Path(cfg.work_dir) / "embed-parts")
 
 
 def segment(cfg: DictConfig, embeddings: np.ndarray, previous: Path | None = None):

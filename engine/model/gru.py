@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.model import gru_kernel
+from engine.model.gru_kernel import Kernel
+
 
 @dataclass
 class Packing:
@@ -94,13 +97,17 @@ def _recur(gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, packing:
 
 class _GRULayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w_ih, w_hh, b_ih, b_hh, packing: Packing):
+    def forward(ctx, x, w_ih, w_hh, b_ih, b_hh, packing: Packing, kernel: Kernel | None):
         gates = torch.addmm(b_ih, x, w_ih.t())
         save = any(ctx.needs_input_grad)
-        out, hidden_n = _recur(gates, w_hh, b_hh, packing, save)
+        if kernel is not None:
+            ctx.steps = kernel.steps(packing.batch_sizes, packing.offsets)
+            out, hidden_n = kernel.forward(gates, w_hh.contiguous(), b_hh.contiguous(), ctx.steps)
+        else:
+            out, hidden_n = _recur(gates, w_hh, b_hh, packing, save)
         if save:
             ctx.save_for_backward(x, w_ih, w_hh, gates, hidden_n, out)
-            ctx.packing = packing
+            ctx.packing, ctx.kernel = packing, kernel
         return out
 
     @staticmethod
@@ -108,9 +115,13 @@ class _GRULayer(torch.autograd.Function):
         x, w_ih, w_hh, gates, hidden_n, out = ctx.saved_tensors
         packing: Packing = ctx.packing
         hidden, first = w_hh.shape[1], packing.batch_sizes[0]
-        r, z, n = gates[:, :hidden], gates[:, hidden:2 * hidden], gates[:, 2 * hidden:]
         h_prev = torch.zeros_like(out)
         h_prev[first:] = out[packing.previous]
+        if ctx.kernel is not None:
+            d_hidden, d_input = ctx.kernel.backward(grad_out, gates, hidden_n, out, w_hh.contiguous(), ctx.steps)
+            return (d_input @ w_ih, d_input.t() @ x, d_hidden[first:].t() @ h_prev[first:], d_input.sum(0),
+                    d_hidden.sum(0), None, None)
+        r, z, n = gates[:, :hidden], gates[:, hidden:2 * hidden], gates[:, 2 * hidden:]
         # Everything but d loss / d h is known from the forward pass: with h = n + z (h_prev - n),
         # d pre-activations = dh * factor, so the factors are computed once for all steps, vectorized.
         dn_factor = torch.addcmul(torch.ones_like(n), n, n, value=-1).mul_(1 - z)
@@ -129,14 +140,15 @@ class _GRULayer(torch.autograd.Function):
         d_input = d_hidden.clone()  # d loss / d (x W_ih^T + b_ih): the same but for the n gate
         torch.mul(dh_all, dn_factor, out=d_input[:, 2 * hidden:])
         d_w_hh = d_hidden[first:].t() @ h_prev[first:]
-        return d_input @ w_ih, d_input.t() @ x, d_w_hh, d_input.sum(0), d_hidden.sum(0), None
+        return d_input @ w_ih, d_input.t() @ x, d_w_hh, d_input.sum(0), d_hidden.sum(0), None, None
 
 
 def gru_layer(x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor,
-              packing: Packing) -> torch.Tensor:
+              packing: Packing, kernel: bool = True) -> torch.Tensor:
     """Packed inputs x [N, D] -> packed states [N, H] of one GRU layer (``nn.GRU`` weights and gate order).
 
     Runs in the weights' dtype, autocast or not: bf16 GEMMs measured no faster here (the casts cost what the
     products saved), and the recurrence keeps its state in full precision."""
     with torch.autocast(x.device.type, enabled=False):
-        return _GRULayer.apply(x.to(w_ih.dtype), w_ih, w_hh, b_ih, b_hh, packing)
+        fused = x.device.type == "cpu" and w_ih.dtype == torch.float32 and kernel
+        return _GRULayer.apply(x.to(w_ih.dtype), w_ih, w_hh, b_ih, b_hh, packing, gru_kernel.load() if fused else None)

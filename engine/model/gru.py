@@ -10,6 +10,10 @@ GRU records a dozen autograd nodes per step and is no faster than padding, so ``
 recurrence itself: one GEMM for the input projection of every event, one small GEMM per step, gates
 updated in place, and a backward pass through time written out (one GEMM per step, the weight gradients
 as two large GEMMs at the end). Same weights and equations as ``nn.GRU`` (gate order r, z, n).
+
+In float32 (training's dtype) each step's elementwise work runs fused in C (engine.model.gru_kernel: one
+BLAS product and one loop a step, 21% off a CoLES training step); the torch operations below are the
+reference it is tested against, and what runs in float64 or where the kernel cannot be built.
 """
 
 from __future__ import annotations

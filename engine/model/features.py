@@ -61,26 +61,33 @@ def numeric_features(ts: np.ndarray, amount: np.ndarray, quantity: np.ndarray, v
     """float32 [B, L, N_NUMERIC] from int64 ts, float32 amount/quantity [B, L] (NaN unknown).
 
     Columns: signed log amount, amount known, log quantity, quantity known, log hours since the previous
-    event, sin/cos hour of day, sin/cos weekday, log days since the row's first event, first-event flag."""
-    gap = np.zeros(ts.shape, dtype=np.float64)
-    gap[:, 1:] = np.maximum(ts[:, 1:] - ts[:, :-1], 0) / 3600.0
-    hour = (ts % 86400) / 3600.0
-    weekday = ((ts // 86400) + 3) % 7  # 1970-01-01 was a Thursday
-    since_first = np.maximum(ts - ts[:, :1], 0) / DAY
-    known_amount = ~np.isnan(amount)
-    known_qty = ~np.isnan(quantity)
-    a = np.nan_to_num(amount, nan=0.0)
-    feats = np.stack([
-        np.sign(a) * np.log1p(np.abs(a)),
-        known_amount,
-        np.log1p(np.nan_to_num(np.abs(quantity), nan=0.0)),
-        known_qty,
-        np.log1p(gap),
-        np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
-        np.sin(2 * np.pi * weekday / 7), np.cos(2 * np.pi * weekday / 7),
-        np.log1p(since_first),
-        np.zeros_like(a),
-    ], axis=-1).astype(np.float32)
+    event, sin/cos hour of day, sin/cos weekday, log days since the row's first event, first-event flag.
+    Computed in float32 straight into the output's columns (the float64 version with a stack at the end
+    took 1.6 ms of a training step's 3.6 ms collate)."""
+    feats = np.zeros((*ts.shape, N_NUMERIC), dtype=np.float32)
+    if ts.size == 0:
+        return feats
+    f32 = np.float32
+    a = np.nan_to_num(np.asarray(amount, dtype=f32), nan=0.0)
+    np.log1p(np.abs(a), out=feats[..., 0])
+    feats[..., 0] *= np.sign(a)
+    feats[..., 1] = ~np.isnan(amount)
+    np.log1p(np.nan_to_num(np.abs(np.asarray(quantity, dtype=f32)), nan=0.0), out=feats[..., 2])
+    feats[..., 3] = ~np.isnan(quantity)
+    gap = feats[:, 1:, 4]
+    gap[:] = np.maximum(ts[:, 1:] - ts[:, :-1], 0)
+    gap *= f32(1 / 3600)
+    np.log1p(gap, out=gap)
+    hour = (ts % 86400).astype(f32) * f32(2 * np.pi / 86400)
+    np.sin(hour, out=feats[..., 5])
+    np.cos(hour, out=feats[..., 6])
+    weekday = (((ts // 86400) + 3) % 7).astype(f32) * f32(2 * np.pi / 7)  # 1970-01-01 was a Thursday
+    np.sin(weekday, out=feats[..., 7])
+    np.cos(weekday, out=feats[..., 8])
+    since_first = feats[..., 9]
+    since_first[:] = np.maximum(ts - ts[:, :1], 0)
+    since_first *= f32(1 / DAY)
+    np.log1p(since_first, out=since_first)
     feats[:, 0, -1] = 1.0
     feats[~valid] = 0.0
     return feats

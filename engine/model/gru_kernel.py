@@ -53,6 +53,10 @@ class Kernel:
         """int64 [2, T]: the packing's step sizes and offsets, as the C functions read them."""
         return np.array([batch_sizes, offsets], dtype=np.int64).reshape(2, -1)
 
+    def _loop(self, steps: np.ndarray) -> tuple:
+        """The arguments both C functions start with: BLAS, threads, step count, sizes and offsets."""
+        return self.sgemm, torch.get_num_threads(), steps.shape[1], steps[0].ctypes.data, steps[1].ctypes.data
+
     def forward(self, gates: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, steps: np.ndarray
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """gates [N, 3H] (x W_ih^T + b_ih, overwritten with r, z, n) -> (states [N, H], W_hn h_prev + b_hn)."""
@@ -61,9 +65,7 @@ class Kernel:
         first = int(steps[0, 0]) if steps.shape[1] else 0
         h0, gh = gates.new_zeros(first, hidden), gates.new_empty(first, 3 * hidden)
         _check(gates, w_hh, b_hh)
-        self._forward(self.sgemm, torch.get_num_threads(), steps.shape[1], steps[0].ctypes.data, steps[1].ctypes.data, hidden,
-                      gates.data_ptr(), w_hh.data_ptr(), b_hh.data_ptr(), out.data_ptr(), hidden_n.data_ptr(),
-                      h0.data_ptr(), gh.data_ptr())
+        self._forward(*self._loop(steps), hidden, *(t.data_ptr() for t in (gates, w_hh, b_hh, out, hidden_n, h0, gh)))
         return out, hidden_n
 
     def backward(self, grad_out: torch.Tensor, gates: torch.Tensor, hidden_n: torch.Tensor, out: torch.Tensor,
@@ -75,9 +77,8 @@ class Kernel:
         d_hidden, d_input = torch.empty_like(gates), torch.empty_like(gates)
         h0, carry = gates.new_zeros(first, hidden), gates.new_zeros(first, hidden)
         _check(grad_out, gates, hidden_n, out, w_hh)
-        self._backward(self.sgemm, torch.get_num_threads(), steps.shape[1], steps[0].ctypes.data, steps[1].ctypes.data, hidden,
-                       grad_out.data_ptr(), gates.data_ptr(), hidden_n.data_ptr(), out.data_ptr(), h0.data_ptr(),
-                       w_hh.data_ptr(), d_hidden.data_ptr(), d_input.data_ptr(), carry.data_ptr())
+        self._backward(*self._loop(steps), hidden, *(t.data_ptr() for t in (grad_out, gates, hidden_n, out, h0, w_hh,
+                                                                            d_hidden, d_input, carry)))
         return d_hidden, d_input
 
 

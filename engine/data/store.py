@@ -203,6 +203,8 @@ def pack(
         customer_ids, customer, counts = _customers(events)
         order = sort_events(customer, unsorted["ts"])
         del customer
+        if len(order) < 2**31:  # half the bytes while the columns are put in order (20M events: 80 MB)
+            order = order.astype(np.int32)
         for name in CATEGORICAL:  # popped: a finished future would keep its result alive
             new_vocabs[name], unsorted[name] = encoding.pop(name).result()
         columns = _in_order(unsorted, ("ts",) + NUMERIC, order, pool)  # 16 bytes per event

@@ -72,7 +72,21 @@ def test_reads_one_file_in_canonical_columns(tmp_path, fmt):
     assert events["item_id"].to_pylist() == ["i1", "i2", "i1"]
     assert events["amount"].to_pylist() == [5.0, 12.5, 5.0]
     assert events["quantity"].to_pylist() == [1.0, 2.0, 1.0]
+    assert events.schema.field("amount").type == pa.float32()  # what the store keeps
     assert report.rows_read == 3 and report.files == [str(path)]
+
+
+def test_parquet_columns_are_read_one_at_a_time_as_converted(tmp_path, monkeypatch):
+    from engine.data import events as events_module
+
+    path = write_parquet(tmp_path / "log.parquet", {**log_columns(), "unused": [1, 2, 3]})
+    reads = []
+    real = events_module._read_parquet
+    monkeypatch.setattr(events_module, "_read_parquet", lambda f, cols, dicts: reads.append(cols) or real(f, cols, dicts))
+    events = read(path)
+    assert reads == [[c] for c in ("customer_id", "ts", "event_type", "item_id", "category", "channel",
+                                   "amount", "quantity")]  # each once, in the order _canonical converts them
+    assert events["customer_id"].type == pa.dictionary(pa.int32(), pa.string())  # strings read as dictionaries
 
 
 def test_directory_and_glob_concatenate_files_in_name_order(tmp_path):

@@ -155,13 +155,15 @@ def rebuild_without(index: faiss.Index, ids: np.ndarray) -> faiss.Index:
     return rebuilt
 
 
-def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def search(index: faiss.Index, queries: np.ndarray, k: int,
+           params: faiss.SearchParameters | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k by inner product. queries: float32 [q, d] -> (scores float32 [q, k], ids int64 [q, k]);
-    slots past the available results hold id -1 (FAISS's convention)."""
+    slots past the available results hold id -1 (FAISS's convention). params: per-call search settings
+    (e.g. an IVF index's nprobe), leaving the index's own untouched."""
     if k < 1:
         raise ValueError(f"search: k={k} must be at least 1")
     q = _as_matrix(queries, "queries")
     if q.shape[1] != index.d:
         raise ValueError(f"search: queries have dim {q.shape[1]} but the index has dim {index.d}")
-    scores, ids = index.search(q, k)
+    scores, ids = index.search(q, k, params=params) if params is not None else index.search(q, k)
     return scores.astype(np.float32), ids.astype(np.int64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import faiss
 import numpy as np
@@ -12,6 +13,8 @@ from scipy.stats import rankdata
 from engine.index.index import index_kind, search
 
 log = logging.getLogger(__name__)
+
+Search = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (queries, k) -> (scores, ids)
 
 METHODS = ("centroid", "knn_vote", "nearest_seeds")
 NEAREST = 3  # nearest_seeds: a candidate scores the mean similarity to its 3 most similar seeds
@@ -41,19 +44,19 @@ def _rows(rows: np.ndarray | None, n: int, name: str) -> np.ndarray:
     return rows
 
 
-def _centroid(index: faiss.Index, seeds: np.ndarray, banned: np.ndarray, k: int):
+def _centroid(search: Search, seeds: np.ndarray, banned: np.ndarray, k: int):
     """Search once (top k) with the normalised seed mean; (rows, scores) minus the banned rows."""
     query = seeds.mean(axis=0, keepdims=True)
     query /= max(float(np.linalg.norm(query)), 1e-12)
-    scores, ids = search(index, query, k)
+    scores, ids = search(query, k)
     keep = (ids[0] >= 0) & ~np.isin(ids[0], banned)
     return ids[0][keep], scores[0][keep]
 
 
-def _knn_vote(index: faiss.Index, seeds: np.ndarray, banned: np.ndarray, k: int):
+def _knn_vote(search: Search, seeds: np.ndarray, banned: np.ndarray, k: int):
     """Each seed retrieves k neighbours; a candidate scores sum(similarity) / n_seeds over the seeds
     that retrieved it (0 from the others). Ranked by score, ties by row."""
-    scores, ids = search(index, seeds, k)
+    scores, ids = search(seeds, k)
     scores, ids = scores.ravel(), ids.ravel()
     keep = (ids >= 0) & ~np.isin(ids, banned)
     candidates, inverse = np.unique(ids[keep], return_inverse=True)
@@ -62,10 +65,10 @@ def _knn_vote(index: faiss.Index, seeds: np.ndarray, banned: np.ndarray, k: int)
     return candidates[order], votes[order].astype(np.float32)
 
 
-def _nearest_seeds(index: faiss.Index, seeds: np.ndarray, banned: np.ndarray, k: int):
+def _nearest_seeds(search: Search, seeds: np.ndarray, banned: np.ndarray, k: int):
     """Each seed retrieves k neighbours; a candidate scores the mean of its NEAREST highest similarities to
     the seeds that retrieved it (missing ones count 0). Ranked by score, ties by row."""
-    scores, ids = search(index, seeds, k)
+    scores, ids = search(seeds, k)
     scores, ids = scores.ravel(), ids.ravel()
     keep = (ids >= 0) & ~np.isin(ids, banned)
     ids, scores = ids[keep], scores[keep]
@@ -142,12 +145,30 @@ def lookalike(
         run = _knn_vote if method == "knn_vote" else _nearest_seeds
         k = max(KNN_VOTE_MIN_PER_SEED, math.ceil(2 * (size + len(banned)) / len(seeds)))
     k = max(1, min(k, ntotal))
+    # An IVF index returns only what its probed lists hold: when a search comes back short of k, a larger k
+    # finds nothing more (and sorts a heap of k), so the search probes twice as many lists instead. The
+    # index's own nprobe is left as it is (concurrent requests share it).
+    ivf = faiss.extract_index_ivf(index) if isinstance(index, faiss.Index) and index_kind(index) == "ivf" else None
+    nprobe, short = (int(ivf.nprobe) if ivf is not None else 0), [False]
+
+    def query(vectors: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+        params = faiss.SearchParametersIVF(nprobe=nprobe) if ivf is not None else None
+        scores, ids = search(index, vectors, top, params)
+        short[0] = bool((ids < 0).any())
+        return scores, ids
+
     while True:
-        rows, scores = run(index, seed_vectors, banned, k)
-        if len(rows) >= size or k >= ntotal:
+        rows, scores = run(query, seed_vectors, banned, k)
+        if len(rows) >= size:
             break
-        log.debug("lookalike: %d of %d after filtering at k=%d; doubling", len(rows), size, k)
-        k = min(2 * k, ntotal)
+        if short[0] and ivf is not None and nprobe < ivf.nlist:
+            nprobe = min(2 * nprobe, int(ivf.nlist))
+            log.debug("lookalike: %d of %d from the probed lists; nprobe -> %d", len(rows), size, nprobe)
+        elif k < ntotal:
+            k = min(2 * k, ntotal)
+            log.debug("lookalike: %d of %d after filtering; k -> %d", len(rows), size, k)
+        else:
+            break
     return rows[:size].astype(np.int64), scores[:size].astype(np.float32)
 
 

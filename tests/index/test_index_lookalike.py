@@ -150,3 +150,16 @@ def test_nearest_seeds_is_exact_on_a_flat_index_and_never_returns_seeds_or_exclu
     assert np.allclose(scores, exact[rows], atol=1e-6)
     # by hand for one row: the mean of its 3 highest similarities to the seeds
     assert np.isclose(exact[100], np.sort(x[100] @ x[seeds].T)[-3:].mean(), atol=1e-6)
+
+
+def test_ivf_probes_more_lists_when_its_probed_lists_run_out():
+    x, cluster = clusters(seed=1)
+    index = build_index(x, np.arange(len(x)), kind="ivf", nlist=100, nprobe=1)
+    inner = __import__("faiss").extract_index_ivf(index)
+    seeds = np.flatnonzero(cluster == 3)[:20]
+    size = 1000  # three clusters' worth: one probed list holds ~30
+    rows, scores = lookalike(index, x, seeds, size)
+    assert len(rows) == size and not np.isin(rows, seeds).any()
+    assert np.all(np.diff(scores) <= 1e-6)  # best first
+    assert (cluster[rows[:250]] == 3).mean() > 0.95  # the seeds' own cluster first
+    assert inner.nprobe == 1  # the index's own setting is left alone

@@ -18,7 +18,7 @@ import pyarrow as pa
 # mallopt parameters (glibc's malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 64 << 20  # blocks below this come from the heap and are reused, not mapped anew
-TRIM_THRESHOLD = 512 << 20  # free memory kept at the top of the heap between steps
+TRIM_THRESHOLD = 256 << 20  # free memory kept at the top of the heap between steps (64 MB: 35% slower steps)
 
 
 @functools.cache

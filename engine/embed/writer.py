@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from engine.data.memory import release_freed_memory
+
 log = logging.getLogger(__name__)
 
 FORECAST_COLUMNS = ("expected_purchases", "expected_spend", "p_churn")
@@ -147,6 +149,7 @@ def embed_base(trainer, model, datamodule, parts_dir: str | os.PathLike) -> dict
         trainer.predict(model, datamodule=datamodule, return_predictions=False)
     if not trainer.is_global_zero:
         return None
+    release_freed_memory()  # the batches' activations, before the merged arrays are allocated
     return merge_parts(parts_dir, datamodule.store.n_customers, trainer.world_size)
 
 

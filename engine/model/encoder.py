@@ -35,7 +35,7 @@ class EventEmbedding(nn.Module):
         flat = torch.addmm(self.numeric.bias, num.reshape(-1, num.shape[-1]), self.numeric.weight.t().contiguous())
         x = flat.view(*num.shape[:-1], flat.shape[-1])
         for i, table in enumerate(self.tables):
-            x = x + table(cat[..., i])
+            x = x.add_(table(cat[..., i]))  # in place: no backward here needs x itself
         return self.dropout(self.norm(x))
 
 

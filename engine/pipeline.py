@@ -167,7 +167,7 @@ def calibrate_forecast(cfg: DictConfig, model, data: Data, spend_scale: float) -
 
 def embed(cfg: DictConfig, model, data: Data, spend_scale: float, dm=None) -> dict[str, np.ndarray] | None:
     """Embed every customer of the store exactly once (rank 0 gets the merged arrays). ``dm``: the training
-    datamodule of the same data, reused so its per-event index is not built twice."""
+    datamodule of the same data, reused instead of building another (its spend scale included)."""
     dm = dm if dm is not None else datamodule(cfg, data, spend_scale)
     run = trainer(cfg, logger=False, enable_checkpointing=False, callbacks=[])
     # each rank empties its own part before writing; the merge reads this run's ranks only

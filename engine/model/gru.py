@@ -119,12 +119,13 @@ class _GRULayer(torch.autograd.Function):
         x, w_ih, w_hh, gates, hidden_n, out = ctx.saved_tensors
         packing: Packing = ctx.packing
         hidden, first = w_hh.shape[1], packing.batch_sizes[0]
-        h_prev = torch.zeros_like(out)
-        h_prev[first:] = out[packing.previous]
+        previous = out[packing.previous]  # each row's state before its step, for steps >= 1
         if ctx.kernel is not None:
             d_hidden, d_input = ctx.kernel.backward(grad_out, gates, hidden_n, out, w_hh.contiguous(), ctx.steps)
-            return (d_input @ w_ih, d_input.t() @ x, d_hidden[first:].t() @ h_prev[first:], d_input.sum(0),
+            return (d_input @ w_ih, d_input.t() @ x, d_hidden[first:].t() @ previous, d_input.sum(0),
                     d_hidden.sum(0), None, None)
+        h_prev = torch.zeros_like(out)
+        h_prev[first:] = previous
         r, z, n = gates[:, :hidden], gates[:, hidden:2 * hidden], gates[:, 2 * hidden:]
         # Everything but d loss / d h is known from the forward pass: with h = n + z (h_prev - n),
         # d pre-activations = dh * factor, so the factors are computed once for all steps, vectorized.
@@ -143,16 +144,16 @@ class _GRULayer(torch.autograd.Function):
             torch.addmm(dh * z[rows], d_hidden[rows], w_hh, out=carry[:size])
         d_input = d_hidden.clone()  # d loss / d (x W_ih^T + b_ih): the same but for the n gate
         torch.mul(dh_all, dn_factor, out=d_input[:, 2 * hidden:])
-        d_w_hh = d_hidden[first:].t() @ h_prev[first:]
+        d_w_hh = d_hidden[first:].t() @ previous
         return d_input @ w_ih, d_input.t() @ x, d_w_hh, d_input.sum(0), d_hidden.sum(0), None, None
 
 
 def gru_layer(x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor,
-              packing: Packing, kernel: bool = True) -> torch.Tensor:
+              packing: Packing) -> torch.Tensor:
     """Packed inputs x [N, D] -> packed states [N, H] of one GRU layer (``nn.GRU`` weights and gate order).
 
     Runs in the weights' dtype, autocast or not: bf16 GEMMs measured no faster here (the casts cost what the
     products saved), and the recurrence keeps its state in full precision."""
     with torch.autocast(x.device.type, enabled=False):
-        fused = x.device.type == "cpu" and w_ih.dtype == torch.float32 and kernel
+        fused = x.device.type == "cpu" and w_ih.dtype == torch.float32
         return _GRULayer.apply(x.to(w_ih.dtype), w_ih, w_hh, b_ih, b_hh, packing, gru_kernel.load() if fused else None)

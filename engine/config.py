@@ -57,8 +57,17 @@ class SegmentSchema:
 
 
 @dataclass
+class RepresentSchema:
+    kind: str = "hybrid"
+    factors: int = 64
+    value_weight: float = 0.5
+    sequence_weight: float = 0.5
+    profile_weight: float = 0.5
+
+
+@dataclass
 class EvaluateSchema:
-    lookalike_items: int = 30
+    lookalike_tasks: int = 25
     min_buyers: int = 10
 
 
@@ -68,6 +77,7 @@ class TrainSchema:
     forecast: ForecastSchema = field(default_factory=ForecastSchema)
     segment: SegmentSchema = field(default_factory=SegmentSchema)
     evaluate: EvaluateSchema = field(default_factory=EvaluateSchema)
+    represent: RepresentSchema = field(default_factory=RepresentSchema)
     loader: Any = MISSING
     model: Any = MISSING
     trainer: Any = MISSING
@@ -115,6 +125,10 @@ def validate(cfg: DictConfig) -> None:
     k = cfg.segment.k
     if not (k == "auto" or (isinstance(k, int) and k >= 1)):
         raise ConfigError(f"segment.k={k!r}: expected a positive integer or 'auto'")
+    if cfg.represent.kind not in ("hybrid", "sequence"):
+        raise ConfigError(f"represent.kind={cfg.represent.kind!r}: expected 'hybrid' or 'sequence'")
+    if not 0.0 <= cfg.represent.value_weight < 1.0:
+        raise ConfigError(f"represent.value_weight={cfg.represent.value_weight}: expected a number in [0, 1)")
     if cfg.forecast.horizon_days <= 0:
         raise ConfigError(f"forecast.horizon_days={cfg.forecast.horizon_days}: expected > 0")
     if cfg.stage == "evaluate" and cfg.data.cutoff is None:

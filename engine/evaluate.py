@@ -7,7 +7,7 @@ import json
 import logging
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from engine.bundle.writer import BundleWriter
 from engine.forecast import baselines
@@ -18,12 +18,22 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, np.ndarray]) -> None:
-    """Score lookalikes and forecasts on the events after the cutoff; print the tables, keep them in the bundle."""
+    """Score lookalikes, segments and forecasts on the events after the cutoff, beside the baselines computed
+    in the same run; print the tables, keep them in the bundle (evaluation.json, evaluation.md, the report)."""
+    from engine.pipeline import segment
+    from engine.segment import evaluation as segment_evaluation
+
     e = cfg.evaluate
-    summary = {"lookalike": lookalike_evaluation.evaluate(data.store, data.future, arrays["embedding"],
-                                                          e.lookalike_items, e.min_buyers, cfg.seed)}
-    tables = {"Lookalike audiences (items bought after the cutoff; half the buyers as seeds)":
-              lookalike_evaluation.markdown(summary["lookalike"])}
+    summary = {"lookalike": lookalike_evaluation.evaluate(
+        data.store, data.future, arrays["embedding"], data.as_of, arrays.get("sequence"), e.lookalike_tasks,
+        e.min_buyers, cfg.seed)}
+    tables = {"Lookalike audiences (categories and products bought after the cutoff by 2-30% of customers; "
+              "half the buyers as seeds)": lookalike_evaluation.markdown(summary["lookalike"])}
+    segmentations = {"engine_k8": segment(OmegaConf.merge(cfg, {"segment": {"k": 8}}), arrays["embedding"])[1],
+                     "engine_auto": segment(cfg, arrays["embedding"])[1]}
+    summary["segments"] = segment_evaluation.evaluate(data.store, data.future, data.as_of, segmentations, cfg.seed)
+    tables["Segments: share of the variance after the cutoff they explain"] = \
+        segment_evaluation.markdown(summary["segments"])
     if "expected_purchases" in arrays:
         horizon = cfg.forecast.horizon_days
         summary["forecast"] = forecast_evaluation(data, arrays, horizon)

@@ -28,6 +28,8 @@ from engine.evaluate import evaluate_run, markdown_to_html
 from engine.forecast import baselines
 from engine.index.index import save_index
 from engine.model.io import MODEL_FILE, load_model, save_model
+from engine.represent import FILE as REPRESENTATION_FILE
+from engine.represent import Representation
 from engine.segment.hierarchy import Hierarchy, build_hierarchy, level_columns
 from engine.segment.kmeans import assign, choose_k, match_to_previous, spherical_kmeans
 from engine.segment.profiles import segment_profiles
@@ -174,6 +176,21 @@ def embed(cfg: DictConfig, model, data: Data, spend_scale: float, dm=None) -> di
     return embed_base(run, model, dm, Path(cfg.work_dir) / "embed-parts")
 
 
+def represent(cfg: DictConfig, data: Data, arrays: dict[str, np.ndarray],
+              fitted: Representation | None = None) -> Representation | None:
+    """Replace arrays["embedding"] by the customer vector of ``represent.kind`` (the encoder's own is kept as
+    arrays["sequence"]); the fitted representation is returned (None for kind=sequence)."""
+    arrays["sequence"] = arrays["embedding"]
+    if fitted is None and cfg.represent.kind == "sequence":
+        return None
+    if fitted is None:
+        r = cfg.represent
+        fitted = Representation.fit(data.store, data.as_of, cfg.forecast.horizon_days, r.factors, r.value_weight,
+                                    r.sequence_weight, r.profile_weight, seed=cfg.seed)
+    arrays["embedding"] = fitted.transform(data.store, data.as_of, arrays["sequence"])
+    return fitted
+
+
 def segment(cfg: DictConfig, embeddings: np.ndarray, previous: Path | None = None):
     """Segments (k-means, stable ids against a previous bundle's centroids) and their hierarchy.
 
@@ -284,12 +301,15 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
     arrays = embed(cfg, model, data, dm.spend_scale, dm)
     if arrays is None:
         return None
+    representation = represent(cfg, data, arrays)
     with BundleWriter(cfg.out_dir) as bundle:
         if evaluate:
             evaluate_run(cfg, bundle, data, arrays)
         describe(cfg, bundle, data)
         save_model(model, cfg.model, data.store.vocabs, bundle.path / MODEL_FILE,
                    extra={"predict_max_len": cfg.loader.predict_max_len})
+        if representation is not None:
+            representation.save(bundle.path / REPRESENTATION_FILE)
         forecast = write_embeddings(bundle, data, arrays)
         result = segment(cfg, arrays["embedding"], previous_bundle(cfg))
         write_segments(cfg, bundle, data, arrays["embedding"], *result, forecast)
@@ -327,6 +347,8 @@ def run_embed(cfg: DictConfig) -> Path | None:
     arrays = embed(cfg, model, data, payload["hparams"]["spend_scale"])
     if arrays is None:
         return None
+    if (source / REPRESENTATION_FILE).exists():  # the bundle's own vector, so its centroids still apply
+        represent(cfg, data, arrays, Representation.load(source / REPRESENTATION_FILE))
     with BundleWriter(cfg.out_dir, base=source) as bundle:
         describe(cfg, bundle, data)
         shutil.rmtree(bundle.path / "store", ignore_errors=True)

@@ -210,9 +210,17 @@ def _bgnbd(
         bg.conditional_expected_number_of_purchases_up_to_time(horizon_days, x, t_x, T), np.float64
     )
     alive = np.asarray(bg.conditional_probability_alive(x, t_x, T), np.float64)
-    if not (np.isfinite(days).all() and np.isfinite(alive).all()):
-        raise ValueError(f"non-finite predictions (params {dict(bg.params_)})")
     r, alpha = float(bg.params_["r"]), float(bg.params_["alpha"])
+    if not np.isfinite(alive).all():
+        raise ValueError(f"non-finite P(alive) (params {dict(bg.params_)})")
+    broken = ~np.isfinite(days)
+    if broken.any():
+        # lifetimes' closed form is 0/0 for some customers when the drop-out parameter a is tiny (seen at
+        # frequency 0 on a grocery log); there the alive customer's posterior Gamma-Poisson rate times the
+        # horizon, weighted by P(alive), is the same expectation to first order in a.
+        days[broken] = alive[broken] * (r + x[broken]) / (alpha + T[broken]) * horizon_days
+        log.info("BG/NBD: %d of %d expectations from the alive-rate limit (lifetimes returned NaN)",
+                 broken.sum(), len(days))
     log.info("BG/NBD params %s", {k: round(float(v), 4) for k, v in bg.params_.items()})
     return days, alive * (1.0 - ((alpha + T) / (alpha + T + horizon_days)) ** (r + x))
 

@@ -1,0 +1,192 @@
+"""The customer vector the bundle serves: the sequence encoder's embedding beside item-profile factors and a
+value coordinate, one L2-normalised vector per customer.
+
+On real shop logs the sequence state alone loses to a bag of items (it reads the last events only, and its
+contrastive objective does not see value). The hybrid vector keeps it and adds what it misses:
+
+- **item profile**: a truncated SVD (scikit-learn's randomized SVD) of the customer x (item, category) TF-IDF
+  matrix of purchases, over the whole history: what a customer buys;
+- **value**: expected spend over the next ``horizon_days``, from a ridge regression of the square root of
+  spend on recent and lifetime spend and purchase counts, fitted by replaying the history (features as of
+  ``as_of - horizon``, target the spend after it). It enters as a point on a half circle, so every vector
+  keeps unit norm and cosine similarity (spherical k-means, the FAISS inner-product index) still applies:
+
+      v = [sqrt(a) cos t, sqrt(a) sin t, sqrt(1 - a) b],  t = pi * clip(value / value_q995, 0, 1)
+
+  where b is the unit behaviour vector (sequence embedding and profile factors, weighted) and a is
+  ``value_weight``. Two customers of very different value are up to 2 sqrt(a) apart, whatever they buy.
+
+Fitted on the training base (``fit``), saved as ``representation.npz`` (plain arrays, no pickle) and applied
+to any store with the same vocabularies (``transform``), one customer at a time in the service.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from engine.data.store import SequenceStore
+
+log = logging.getLogger(__name__)
+
+FILE = "representation.npz"
+DAY = 86400
+WINDOWS_DAYS = (14, 28, 56, 112)  # recent spend and purchase windows of the value model, plus the lifetime
+
+
+def token_counts(store: SequenceStore, weights: np.ndarray | None = None) -> sp.csr_matrix:
+    """float32 [n_customers, n_items + n_categories] purchase counts (or summed ``weights``, one per event)
+    of each known item and category; category columns follow the item columns."""
+    n_items = len(store.vocabs["item_id"])
+    purchase = store.is_purchase()
+    rows = store.customer_rows()
+    blocks = []
+    for name, offset in (("item_id", 0), ("category", n_items)):
+        codes = np.asarray(store.columns[name]).astype(np.int64)
+        keep = purchase & (codes > 0)
+        w = np.ones(keep.sum(), np.float32) if weights is None else weights[keep].astype(np.float32)
+        blocks.append((rows[keep], codes[keep] + offset, w))
+    r, c, w = (np.concatenate(x) for x in zip(*blocks, strict=True))
+    m = sp.csr_matrix((w, (r, c)), shape=(store.n_customers, n_items + len(store.vocabs["category"])))
+    m.sum_duplicates()
+    return m
+
+
+def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    t = counts.multiply(idf[None, :]).tocsr().astype(np.float32)
+    t.data = np.log1p(t.data)
+    norms = np.sqrt(np.asarray(t.multiply(t).sum(axis=1)).ravel())
+    return sp.diags(1.0 / np.maximum(norms, 1e-12)).dot(t).tocsr()
+
+
+def value_features(store: SequenceStore, as_of: int) -> np.ndarray:
+    """float64 [n, 2 len(WINDOWS_DAYS) + 4]: per window and the lifetime, sqrt(spend per day) and
+    log1p(purchases) before ``as_of``; log1p days since the last purchase and since the first event."""
+    ts = np.asarray(store.columns["ts"], dtype=np.int64)
+    rows = store.customer_rows()
+    n = store.n_customers
+    purchase = store.is_purchase() & (ts < as_of)
+    amount = np.nan_to_num(np.asarray(store.columns["amount"], dtype=np.float64), nan=0.0)
+    first = np.full(n, as_of, dtype=np.int64)
+    seen = ts < as_of
+    np.minimum.at(first, rows[seen], ts[seen])
+    tenure = np.maximum((as_of - first) / DAY, 1.0)
+    cols = []
+    for days in (*WINDOWS_DAYS, None):
+        keep = purchase if days is None else purchase & (ts >= as_of - days * DAY)
+        span = tenure if days is None else np.minimum(tenure, days)
+        cols.append(np.sqrt(np.bincount(rows[keep], weights=amount[keep], minlength=n) / span))
+        cols.append(np.log1p(np.bincount(rows[keep], minlength=n)))
+    last = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(last, rows[purchase], ts[purchase])
+    since = np.where(last >= 0, as_of - last, as_of - first) / DAY
+    cols += [np.log1p(np.maximum(since, 0.0)), np.log1p(tenure), (last >= 0).astype(np.float64)]
+    return np.stack(cols, 1)
+
+
+def spend_between(store: SequenceStore, start: int, end: int) -> np.ndarray:
+    """float64 [n]: each customer's purchase amounts (unknown 0) in [start, end)."""
+    ts = np.asarray(store.columns["ts"], dtype=np.int64)
+    keep = store.is_purchase() & (ts >= start) & (ts < end)
+    amount = np.nan_to_num(np.asarray(store.columns["amount"], dtype=np.float64), nan=0.0)
+    return np.bincount(store.customer_rows()[keep], weights=amount[keep], minlength=store.n_customers)
+
+
+@dataclass
+class Representation:
+    """Fitted parameters of the hybrid vector (see the module docstring). Arrays only, so that it saves as a
+    plain .npz."""
+
+    idf: np.ndarray             # float32 [n_tokens]
+    components: np.ndarray      # float32 [n_tokens, factors]: TF-IDF row -> profile factors
+    value_mean: np.ndarray      # float64 [n_value_features]
+    value_scale: np.ndarray     # float64 [n_value_features]
+    value_coef: np.ndarray      # float64 [n_value_features + 1]: ridge weights, intercept last
+    value_top: np.ndarray       # float64 [1]: the 99.5th percentile of predicted value (the half circle's end)
+    weights: np.ndarray         # float64 [3]: value, sequence embedding, profile factors
+    horizon_days: np.ndarray    # float64 [1]
+
+    @classmethod
+    def fit(cls, store: SequenceStore, as_of: int, horizon_days: float = 30.0, factors: int = 64,
+            value_weight: float = 0.5, sequence_weight: float = 0.5, profile_weight: float = 0.5,
+            ridge: float = 1.0, seed: int = 0) -> Representation:
+        """Profile factors from the store's purchases; the value model by replaying its last horizon."""
+        from sklearn.utils.extmath import randomized_svd
+
+        counts = token_counts(store)
+        df = np.bincount(counts.indices, minlength=counts.shape[1])
+        idf = (np.log((1.0 + store.n_customers) / (1.0 + df)) + 1.0).astype(np.float32)
+        tfidf = _tfidf(counts, idf)
+        rank = int(max(1, min(factors, min(tfidf.shape) - 1)))
+        _, _, vt = randomized_svd(tfidf, rank, random_state=seed)
+        components = np.ascontiguousarray(vt.T, dtype=np.float32)
+
+        cut = as_of - int(horizon_days * DAY)
+        x = value_features(store, cut)
+        nonempty = np.flatnonzero(store.lengths() > 0)
+        rows = nonempty[np.asarray(store.columns["ts"])[store.offsets[:-1][nonempty]] < cut]
+        if len(rows) < 50:
+            raise ValueError(f"representation: only {len(rows)} customers have events before {cut} (as_of "
+                             f"minus forecast.horizon_days={horizon_days:g}); the value model needs at least "
+                             "50: use a longer log or a shorter forecast.horizon_days")
+        y = np.sqrt(spend_between(store, cut, as_of))[rows]
+        mean, scale = x[rows].mean(0), x[rows].std(0) + 1e-9
+        z = (x[rows] - mean) / scale
+        # ridge in closed form on a handful of features: (Z'Z + lambda I) w = Z'y, intercept unpenalised
+        zc, yc = z - z.mean(0), y - y.mean()
+        w = np.linalg.solve(zc.T @ zc + ridge * np.eye(z.shape[1]), zc.T @ yc)
+        coef = np.append(w, y.mean() - z.mean(0) @ w)
+        rep = cls(idf, components, mean, scale, coef, np.ones(1), np.array([value_weight, sequence_weight,
+                  profile_weight], np.float64), np.array([horizon_days], np.float64))
+        predicted = rep.value(store, as_of)
+        rep.value_top = np.array([max(float(np.quantile(predicted, 0.995)), 1e-9)])
+        r2 = 1.0 - ((z @ w + coef[-1] - y) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12)
+        log.info("representation: %d profile factors over %d items and categories; value model R^2 %.3f on "
+                 "the replayed last %g days (%d customers)", rank, counts.shape[1], r2, horizon_days, len(rows))
+        return rep
+
+    def value(self, store: SequenceStore, as_of: int) -> np.ndarray:
+        """float64 [n]: predicted sqrt(spend over the horizon) as of ``as_of`` (0 at least)."""
+        z = (value_features(store, as_of) - self.value_mean) / self.value_scale
+        return np.maximum(z @ self.value_coef[:-1] + self.value_coef[-1], 0.0)
+
+    def expected_spend(self, store: SequenceStore, as_of: int) -> np.ndarray:
+        return self.value(store, as_of) ** 2
+
+    def profile(self, store: SequenceStore) -> np.ndarray:
+        """float32 [n, factors], L2-normalised (zero rows for customers with no known purchase)."""
+        counts = token_counts(store)
+        if counts.shape[1] != len(self.idf):
+            raise ValueError(f"representation: the store has {counts.shape[1]} items and categories, the fitted "
+                             f"representation {len(self.idf)} (a store with other vocabularies)")
+        f = np.asarray(_tfidf(counts, self.idf) @ self.components, dtype=np.float32)
+        return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+    def transform(self, store: SequenceStore, as_of: int, sequence: np.ndarray) -> np.ndarray:
+        """float32 [n, 2 + d + factors] unit vectors; ``sequence``: the encoder's embeddings [n, d]."""
+        wv, ws, wp = (float(x) for x in self.weights)
+        seq = np.asarray(sequence, dtype=np.float32)
+        behaviour = np.hstack([np.sqrt(ws) * seq, np.sqrt(wp) * self.profile(store)])
+        behaviour /= np.maximum(np.linalg.norm(behaviour, axis=1, keepdims=True), 1e-12)
+        angle = np.pi * np.clip(self.value(store, as_of) / float(self.value_top[0]), 0.0, 1.0)
+        out = np.hstack([np.sqrt(wv) * np.stack([np.cos(angle), np.sin(angle)], 1).astype(np.float32),
+                         np.sqrt(1.0 - wv) * behaviour])
+        return np.ascontiguousarray(out / np.linalg.norm(out, axis=1, keepdims=True), dtype=np.float32)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        with open(path, "wb") as f:
+            np.savez(f, **{k.name: getattr(self, k.name) for k in fields(self)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Representation:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k.name for k in fields(cls) if k.name not in z.files]
+            if missing:
+                raise ValueError(f"{path}: missing arrays {missing}")
+            return cls(**{k.name: z[k.name] for k in fields(cls)})

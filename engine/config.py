@@ -47,7 +47,7 @@ class ForecastSchema:
 @dataclass
 class SegmentSchema:
     k: Any = "auto"
-    k_min: int = 2
+    k_min: int = 5
     k_max: int = 24
     niter: int = 25
     nredo: int = 3
@@ -60,7 +60,7 @@ class SegmentSchema:
 class RepresentSchema:
     kind: str = "hybrid"
     factors: int = 64
-    value_weight: float = 0.5
+    value_weight: float = 0.65
     sequence_weight: float = 0.5
     profile_weight: float = 0.5
 

@@ -198,7 +198,9 @@ def segment(cfg: DictConfig, embeddings: np.ndarray, previous: Path | None = Non
     s = cfg.segment
     k = s.k
     if k == "auto":
-        k, scores = choose_k(embeddings, s.k_min, s.k_max, seed=cfg.seed)
+        # segments a marketer can act on: at least k_min, and at most one per 1% of the base on average
+        k_max = min(s.k_max, max(2, len(embeddings) // 100))
+        k, scores = choose_k(embeddings, min(s.k_min, k_max), k_max, seed=cfg.seed)
         log.info("segment.k=auto chose k=%d (silhouette %s)", k, {j: round(v, 3) for j, v in scores.items()})
     centroids, labels = spherical_kmeans(embeddings, int(k), seed=cfg.seed, niter=s.niter, nredo=s.nredo,
                                          progress=s.progress)

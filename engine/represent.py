@@ -112,7 +112,7 @@ class Representation:
 
     @classmethod
     def fit(cls, store: SequenceStore, as_of: int, horizon_days: float = 30.0, factors: int = 64,
-            value_weight: float = 0.5, sequence_weight: float = 0.5, profile_weight: float = 0.5,
+            value_weight: float = 0.65, sequence_weight: float = 0.5, profile_weight: float = 0.5,
             ridge: float = 1.0, seed: int = 0) -> Representation:
         """Profile factors from the store's purchases; the value model by replaying its last horizon."""
         from sklearn.utils.extmath import randomized_svd

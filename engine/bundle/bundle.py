@@ -178,6 +178,17 @@ class Bundle:
         return self._model[0]
 
     @property
+    def representation(self):
+        """The fitted hybrid vector (engine.represent) of bundles that have one, else None; read on first use."""
+        with self._model_lock:
+            if not hasattr(self, "_representation"):
+                from engine.represent import FILE, Representation
+
+                path = self.path / FILE
+                self._representation = read_file(self.path, FILE, Representation.load) if path.exists() else None
+        return self._representation
+
+    @property
     def vocabs(self) -> dict[str, list[str]]:
         return self.customers.store.vocabs
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
@@ -66,10 +66,20 @@ class Customers:
     index: faiss.Index
     profiles: pa.Table
     hierarchy: Hierarchy
+    cache: dict = field(default_factory=dict, compare=False, repr=False)  # derived from these customers only
 
     @property
     def n(self) -> int:
         return len(self.ids)
+
+    def signature_features(self, as_of: int):
+        """The seed-signature lookalike's features of these customers (engine.index.signature), built from
+        the store on first use. Erasure makes a new Customers, so an erased customer is never in them."""
+        if "signature" not in self.cache:
+            from engine.index.signature import SignatureFeatures
+
+            self.cache["signature"] = SignatureFeatures.from_store(self.store, as_of)
+        return self.cache["signature"]
 
     def without(self, rows: np.ndarray) -> Customers:
         """The customers minus ``rows`` (int64), renumbered; nothing of self is modified."""

@@ -96,6 +96,7 @@ class Scorer:
             name: {token: i for i, token in enumerate(vocab)} for name, vocab in bundle.vocabs.items()
         }
         self.model = bundle.model
+        self.representation = bundle.representation
         self.device = next(self.model.parameters()).device
 
     def encode(self, events: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -145,7 +146,10 @@ class Scorer:
         batch["rows"] = torch.from_numpy(rows)
         with torch.inference_mode():
             out = self.model.predict_step(batch, 0)
-        return {k: v[0].float().cpu().numpy() for k, v in out.items() if k != "rows"}
+        out = {k: v[0].float().cpu().numpy() for k, v in out.items() if k != "rows"}
+        if self.representation is not None:  # the bundle's customer vector: sequence + profile + value
+            out["embedding"] = self.representation.transform(store, as_of, out["embedding"][None])[0]
+        return out
 
     def score(self, events: list[dict], customer_id: str | None, include_embedding: bool = False) -> dict:
         return_types = self.bundle.customers.store.return_types

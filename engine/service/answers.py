@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.bundle import Bundle, UnknownCustomer
+from engine.index import signature
 from engine.index.lookalike import audience_size, lookalike
 from engine.segment.hierarchy import Hierarchy
 from engine.service.schemas import LookalikeRequest
@@ -147,7 +148,17 @@ def audience(bundle: Bundle, request: LookalikeRequest, offset: int, limit: int)
     exclude = np.setdiff1d(exclude[exclude >= 0], seeds)
     available = c.n - len(seeds) - len(exclude)
     ranked, scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
-    if available > 0:
+    explained = None
+    if available > 0 and request.method == "signature":
+        features = c.signature_features(bundle.as_of)
+        all_scores = signature.scores(features, seeds, c.embeddings)
+        all_scores[np.union1d(seeds, exclude)] = -np.inf
+        take = min(size, available)
+        top = np.argpartition(-all_scores, take - 1)[:take]
+        ranked = top[np.lexsort((top, -all_scores[top]))].astype(np.int64)
+        scores = all_scores[ranked].astype(np.float32)
+        explained = signature.explain(features, seeds)
+    elif available > 0:
         ranked, scores = lookalike(
             c.index, c.embeddings, seeds, min(size, available), exclude, request.method
         )
@@ -167,5 +178,6 @@ def audience(bundle: Bundle, request: LookalikeRequest, offset: int, limit: int)
             "seeds": len(seeds),
             "unknown_seed_ids": unknown,
             "method": request.method,
+            "signature": explained,
         }
     )

@@ -69,7 +69,7 @@ class LookalikeRequest(BaseModel):
     size: Annotated[int, Field(gt=0)] | None = None
     fraction: Annotated[float, Field(gt=0, le=1)] | None = None
     exclude_ids: list[Token] = Field(default_factory=list, max_length=MAX_IDS)
-    method: Literal["nearest_seeds", "centroid", "knn_vote"] = "nearest_seeds"
+    method: Literal["signature", "nearest_seeds", "centroid", "knn_vote"] = "signature"
 
     @model_validator(mode="after")
     def _one_of_each(self) -> LookalikeRequest:

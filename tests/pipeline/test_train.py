@@ -29,15 +29,16 @@ def test_all_writes_every_file_of_the_bundle(bundle):
     assert manifest["k"] == 4 and manifest["engine_version"]
 
     ids, emb = read_embeddings(bundle / "embeddings.parquet")
-    assert emb.shape == (n, 16) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
-    assert pq.read_schema(bundle / "embeddings.parquet").field("embedding").type.list_size == 16
+    assert emb.shape == (n, 2 + 16 + 64)  # the hybrid vector: value, sequence embedding, profile factors
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+    assert pq.read_schema(bundle / "embeddings.parquet").field("embedding").type.list_size == 2 + 16 + 64
 
     segments = pq.read_table(bundle / "segments.parquet")
     assert segments["customer_id"].to_pylist() == ids.to_pylist()
     assert set(segments["segment"].to_pylist()) == {0, 1, 2, 3}
     assert "level_4" not in segments.column_names or segments.num_columns >= 4
     centroids = np.load(bundle / "centroids.npy")
-    assert centroids.shape == (4, 16)
+    assert centroids.shape == (4, 2 + 16 + 64)
 
     profiles = pq.read_table(bundle / "profiles.parquet")
     assert profiles.num_rows == 4 and profiles["size"].to_numpy().sum() == n

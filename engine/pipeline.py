@@ -30,6 +30,7 @@ from engine.index.index import save_index
 from engine.model.io import MODEL_FILE, load_model, save_model
 from engine.represent import FILE as REPRESENTATION_FILE
 from engine.represent import Representation
+from engine.segment.describe import describe as describe_segments
 from engine.segment.hierarchy import Hierarchy, build_hierarchy, level_columns
 from engine.segment.kmeans import assign, choose_k, match_to_previous, spherical_kmeans
 from engine.segment.profiles import segment_profiles
@@ -219,7 +220,8 @@ def segment(cfg: DictConfig, embeddings: np.ndarray, previous: Path | None = Non
 
 
 def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings: np.ndarray, centroids,
-                   labels, similarity, hierarchy: Hierarchy, forecast: pa.Table | None) -> None:
+                   labels, similarity, hierarchy: Hierarchy, forecast: pa.Table | None,
+                   representation: Representation | None = None) -> None:
     """segments.parquet, centroids, hierarchy, profiles, index and the report, into the staged bundle."""
     ids = data.store.customer_ids
     columns = {"customer_id": ids, "segment": labels.astype(np.int64), "similarity": similarity}
@@ -232,6 +234,14 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
         for name in ("expected_purchases", "expected_spend", "p_churn"):
             summary = summary.append_column(name, forecast[name])
     profiles = segment_profiles(labels, len(centroids), summary.drop(["customer_id"]), top_n=cfg.segment.top_n)
+    value = None
+    if representation is not None:
+        value = representation.expected_spend(data.store, data.as_of)
+    elif forecast is not None:
+        value = forecast["expected_spend"].to_numpy()
+    described = describe_segments(data.store, labels, len(centroids), data.as_of, value, top_n=cfg.segment.top_n)
+    for name in described.column_names[1:]:
+        profiles = profiles.append_column(name, described[name])
     bundle.write_table("profiles.parquet", profiles)
     index = instantiate(cfg.index)(embeddings, np.arange(len(embeddings), dtype=np.int64))
     save_index(index, bundle.path / "index.faiss")
@@ -314,7 +324,7 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
             representation.save(bundle.path / REPRESENTATION_FILE)
         forecast = write_embeddings(bundle, data, arrays)
         result = segment(cfg, arrays["embedding"], previous_bundle(cfg))
-        write_segments(cfg, bundle, data, arrays["embedding"], *result, forecast)
+        write_segments(cfg, bundle, data, arrays["embedding"], *result, forecast, representation)
     return Path(cfg.out_dir)
 
 
@@ -349,8 +359,10 @@ def run_embed(cfg: DictConfig) -> Path | None:
     arrays = embed(cfg, model, data, payload["hparams"]["spend_scale"])
     if arrays is None:
         return None
+    representation = None
     if (source / REPRESENTATION_FILE).exists():  # the bundle's own vector, so its centroids still apply
-        represent(cfg, data, arrays, Representation.load(source / REPRESENTATION_FILE))
+        representation = Representation.load(source / REPRESENTATION_FILE)
+        represent(cfg, data, arrays, representation)
     with BundleWriter(cfg.out_dir, base=source) as bundle:
         describe(cfg, bundle, data)
         shutil.rmtree(bundle.path / "store", ignore_errors=True)
@@ -361,7 +373,8 @@ def run_embed(cfg: DictConfig) -> Path | None:
             hierarchy = Hierarchy.from_dict(json.loads((source / "hierarchy.json").read_text()))
         else:
             centroids, labels, similarity, hierarchy = segment(cfg, arrays["embedding"])
-        write_segments(cfg, bundle, data, arrays["embedding"], centroids, labels, similarity, hierarchy, forecast)
+        write_segments(cfg, bundle, data, arrays["embedding"], centroids, labels, similarity, hierarchy, forecast,
+                       representation)
     return Path(cfg.out_dir)
 
 
@@ -376,5 +389,7 @@ def run_segment(cfg: DictConfig) -> Path:
     with BundleWriter(cfg.out_dir, base=source) as bundle:
         bundle.manifest["config"] = OmegaConf.to_container(cfg, resolve=True)
         result = segment(cfg, embeddings, source)
-        write_segments(cfg, bundle, data, embeddings, *result, forecast)
+        representation = (Representation.load(source / REPRESENTATION_FILE)
+                          if (source / REPRESENTATION_FILE).exists() else None)
+        write_segments(cfg, bundle, data, embeddings, *result, forecast, representation)
     return Path(cfg.out_dir)

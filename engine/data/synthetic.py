@@ -1,12 +1,20 @@
 """Synthetic e-commerce event log with planted customer archetypes: the default data and the ground truth.
 
-Each customer belongs to one archetype. An archetype fixes WHAT is bought (a few favourite categories, its
-own Zipf ranking of items inside them, cheap or expensive items), HOW (channel mix, hour of day, session
-length, conversion, quantity, returns) and WHEN (regular or bursty sessions, ramp-up or decay, churn with
-warning signs: sessions go on, purchases fade). Several archetypes share purchase rate and spend, so RFM
-features cannot tell them apart but the sequences can. Each customer also re-buys a few personal favourite
-items. Generation is vectorized over arrays: customers -> sessions -> events -> returns, then one stable
-sort by timestamp.
+Each customer has a main archetype. An archetype fixes WHAT is bought (a few favourite categories, its own
+Zipf ranking of items inside them, cheap or expensive items), HOW (channel mix, hour of day, session length,
+conversion, quantity, returns) and WHEN (regular or bursty sessions, ramp-up or decay, churn with warning
+signs: sessions go on, purchases fade). Several archetypes share purchase rate and spend, so RFM features
+cannot tell them apart but the sequences can. Each customer also re-buys a few personal favourite items.
+
+The log does not flatter a model: archetypes overlap, many customers are barely seen, and the best sellers
+are everyone's. What a customer buys mixes its main archetype with a second, random one (a per-customer
+weight in [0, 0.5], mean ``overlap``), and a share ``2 * overlap`` of archetypes take another archetype's top
+category as their last favourite. A share ``light_share`` of customers are light, with 1-5 events (1 the
+likeliest), so a realistic share of buyers buy only once or twice; the others are lognormal, scaled so that
+the mean stays ``mean_events``. A share ``popular_share`` of item draws follow global Zipf popularity
+whatever the archetype. Setting the three to 0 gives disjoint archetypes and almost no light customers.
+Generation is vectorized over arrays: customers -> sessions -> events -> returns, then one stable sort by
+timestamp.
 
     python -m engine.data.synthetic --customers 5000 --out data/synthetic
 """
@@ -32,6 +40,7 @@ CHANNELS = ("web", "app", "store", "email")
 STORE = CHANNELS.index("store")
 N_FAVOURITE_ITEMS = 3  # personal favourites per customer
 FAVOURITE_CATEGORY_WEIGHTS = (0.45, 0.25, 0.12)  # the rest (18%) is spread over all categories
+LIGHT_EVENTS = 1.0 / np.arange(1, 6)  # relative odds of 1..5 events for a light customer
 SECONDS_PER_DAY = 86_400
 
 
@@ -43,7 +52,10 @@ class SyntheticConfig:
     n_categories: int = 40
     start: str = "2024-01-01"  # ISO date, UTC
     days: int = 365  # events span [start, start+days)
-    mean_events: float = 60.0  # mean events per customer over the span (lognormal, min 2)
+    mean_events: float = 60.0  # mean events per customer over the span (light ones included; min 1)
+    overlap: float = 0.3  # mean weight of each customer's second archetype in what it buys, in [0, 0.5]
+    light_share: float = 0.35  # share of light customers with 1-5 events, in [0, 1)
+    popular_share: float = 0.25  # share of item draws from global popularity, any archetype, in [0, 1]
     seed: int = 0
 
 
@@ -156,13 +168,20 @@ def _catalogue(
     return category, price, popularity
 
 
-def _category_preferences(n_archetypes: int, n_cat: int, rng: np.random.Generator) -> np.ndarray:
-    """float64 [n_archetypes, n_categories]: a few favourite categories (disjoint when there are enough)."""
+def _category_preferences(
+    n_archetypes: int, n_cat: int, overlap: float, rng: np.random.Generator
+) -> np.ndarray:
+    """float64 [n_archetypes, n_categories]: a few favourite categories (disjoint when there are enough), but
+    round(2 * overlap * n_archetypes) archetypes take another archetype's top category as their last one."""
     n_fav = min(len(FAVOURITE_CATEGORY_WEIGHTS), n_cat)
     if n_archetypes * n_fav <= n_cat:
         favourites = rng.permutation(n_cat)[: n_archetypes * n_fav].reshape(n_archetypes, n_fav)
     else:
         favourites = np.argsort(rng.random((n_archetypes, n_cat)), axis=1)[:, :n_fav]
+    if n_fav >= 2 and n_archetypes >= 2:
+        sharing = rng.permutation(n_archetypes)[: round(2 * overlap * n_archetypes)]
+        partner = (sharing + rng.integers(1, n_archetypes, sharing.size)) % n_archetypes
+        favourites[sharing, -1] = favourites[partner, 0]
     weights = np.asarray(FAVOURITE_CATEGORY_WEIGHTS[:n_fav])
     pref = np.full((n_archetypes, n_cat), (1.0 - weights.sum()) / n_cat)
     np.add.at(pref, (np.arange(n_archetypes)[:, None], favourites), weights)
@@ -207,10 +226,13 @@ def _hour_weights(specs: list[Archetype]) -> np.ndarray:
 def _customers(
     config: SyntheticConfig, specs: list[Archetype], rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
-    """Per customer [n_customers]: archetype, active window [start, end) in days, trend, churned, n_events."""
-    n, days = config.n_customers, float(config.days)
+    """Per customer [n_customers]: archetype (the main one), second archetype and its weight mix in [0, 0.5],
+    active window [start, end) in days, trend, churned, n_events (>= 1)."""
+    n, days, n_arch = config.n_customers, float(config.days), len(specs)
     share = np.array([s.share for s in specs])
-    archetype = rng.choice(len(specs), n, p=share / share.sum())
+    archetype = rng.choice(n_arch, n, p=share / share.sum())
+    second = (archetype + rng.integers(1, max(n_arch, 2), n)) % n_arch  # another one (itself when alone)
+    mix = _mix_weights(config.overlap, n, rng)
     start = np.where(rng.random(n) < 0.6, 0.0, rng.uniform(0.0, 0.8 * days, n))  # 40% join during the span
     churned = rng.random(n) < np.array([s.churn for s in specs])[archetype]
     end = np.where(churned, start + (days - start) * rng.uniform(0.2, 0.9, n), days)
@@ -221,9 +243,44 @@ def _customers(
     sigma = 1.0
     rate = np.array([s.rate for s in specs])[archetype] * rng.lognormal(-(sigma**2) / 2, sigma, n)
     expected = rate * exposure
-    expected *= config.mean_events * n / expected.sum()
-    n_events = np.maximum(rng.poisson(expected), 2)
-    return dict(archetype=archetype, start=start, end=end, trend=trend, churned=churned, n_events=n_events)
+    light = rng.random(n) < config.light_share
+    light_events = rng.choice(LIGHT_EVENTS.size, n, p=LIGHT_EVENTS / LIGHT_EVENTS.sum()) + 1
+    regular_total = max(config.mean_events * n - light_events[light].sum(), float((~light).sum()))
+    expected *= regular_total / max(expected[~light].sum(), 1e-12)
+    n_events = np.where(light, light_events, np.maximum(rng.poisson(expected), 1))
+    return dict(
+        archetype=archetype,
+        second=second,
+        mix=mix,
+        start=start,
+        end=end,
+        trend=trend,
+        churned=churned,
+        n_events=n_events,
+    )
+
+
+def _mix_weights(overlap: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """float64 [n]: weight of each customer's second archetype, Beta-distributed in [0, 0.5] with mean overlap."""
+    if overlap <= 0.0 or overlap >= 0.5:
+        return np.full(n, min(max(overlap, 0.0), 0.5))
+    mean = 2.0 * overlap  # of the Beta before halving
+    return 0.5 * rng.beta(4.0 * mean, 4.0 * (1.0 - mean), n)
+
+
+def _item_rows(
+    customer: np.ndarray,
+    cust: dict[str, np.ndarray],
+    popular_share: float,
+    n_archetypes: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Row of the item CDF (one row per archetype, then global popularity) for each draw int64 [n], customer:
+    int [n]: the popularity row n_archetypes with probability popular_share, else the customer's second
+    archetype with its mix weight, else its main archetype."""
+    second = rng.random(customer.size) < cust["mix"][customer]
+    row = np.where(second, cust["second"][customer], cust["archetype"][customer])
+    return np.where(rng.random(customer.size) < popular_share, n_archetypes, row)
 
 
 def _session_positions(counts: np.ndarray, shape: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -329,19 +386,22 @@ def _items(
     event_type: np.ndarray,
     customer: np.ndarray,
     archetype: np.ndarray,
+    item_row: np.ndarray,
     favourites: np.ndarray,
     item_cdf: np.ndarray,
     specs: list[Archetype],
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Item int64 [n_events] (a personal favourite or a draw from the archetype) and quantity int64 [n_events];
-    a cart right before a purchase holds the purchased item and quantity."""
+    """Item int64 [n_events] (a personal favourite or a draw from item_cdf's row item_row, see _item_rows) and
+    quantity int64 [n_events]; a cart right before a purchase holds the purchased item and quantity.
+
+    archetype: the main archetype of each event's customer, int [n_events]: favourite share, quantity."""
     n = event_type.size
     fav_share = np.array([s.favourite_share for s in specs])[archetype] * np.where(
         event_type == VIEW, 0.5, 1.0
     )
     own = favourites[customer, rng.integers(0, favourites.shape[1], n)]
-    item = np.where(rng.random(n) < fav_share, own, _sample_rows(item_cdf, archetype, rng))
+    item = np.where(rng.random(n) < fav_share, own, _sample_rows(item_cdf, item_row, rng))
     quantity = 1 + rng.poisson(np.array([s.quantity for s in specs])[archetype] - 1.0)
     quantity[event_type == VIEW] = 1
     bought = np.flatnonzero(event_type[1:] == PURCHASE) + 1
@@ -372,13 +432,14 @@ def _events(
     """All columns as arrays [n_events] (returns appended, unsorted), customer archetypes [n_customers], specs."""
     specs = archetype_specs(config.n_archetypes, rng)
     category, price, popularity = _catalogue(config, rng)
-    cat_pref = _category_preferences(len(specs), config.n_categories, rng)
-    item_cdf = _cdf(_item_weights(specs, category, price, popularity, cat_pref, rng))
+    cat_pref = _category_preferences(len(specs), config.n_categories, config.overlap, rng)
+    archetype_items = _item_weights(specs, category, price, popularity, cat_pref, rng)
+    item_cdf = _cdf(np.vstack([archetype_items, popularity / popularity.sum()]))  # last row: popularity
     cust = _customers(config, specs, rng)
     arch = cust["archetype"]
-    favourites = _sample_rows(item_cdf, np.repeat(arch, N_FAVOURITE_ITEMS), rng).reshape(
-        -1, N_FAVOURITE_ITEMS
-    )
+    owner = np.repeat(np.arange(config.n_customers), N_FAVOURITE_ITEMS)
+    owner_rows = _item_rows(owner, cust, config.popular_share, len(specs), rng)
+    favourites = _sample_rows(item_cdf, owner_rows, rng).reshape(-1, N_FAVOURITE_ITEMS)
     event_session, sessions = _sessions(cust, specs, config.days, rng)
     start_s = int(np.datetime64(config.start, "s").astype(np.int64))
     end_s = start_s + config.days * SECONDS_PER_DAY
@@ -387,7 +448,8 @@ def _events(
     customer = sessions["customer"][event_session]
     event_arch = arch[customer]
     event_type = _funnel(event_session, first, sessions, rng)
-    item, quantity = _items(event_type, customer, event_arch, favourites, item_cdf, specs, rng)
+    item_row = _item_rows(customer, cust, config.popular_share, len(specs), rng)
+    item, quantity = _items(event_type, customer, event_arch, item_row, favourites, item_cdf, specs, rng)
     amount = np.round(np.where(event_type == PURCHASE, price[item] * quantity, price[item]), 2)
     src, ret_ts = _returns(event_type, ts, event_arch, specs, end_s, rng)
     channel = sessions["channel"][event_session]
@@ -457,6 +519,9 @@ def _check(config: SyntheticConfig) -> None:
         ("days", config.days >= 1, ">= 1"),
         ("n_items", config.n_items >= config.n_categories, ">= n_categories"),
         ("mean_events", config.mean_events >= 2, ">= 2"),
+        ("overlap", 0.0 <= config.overlap <= 0.5, "in [0, 0.5]"),
+        ("light_share", 0.0 <= config.light_share < 1.0, "in [0, 1)"),
+        ("popular_share", 0.0 <= config.popular_share <= 1.0, "in [0, 1]"),
     ]
     for name, ok, expected in checks:
         if not ok:
@@ -521,6 +586,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--archetypes", type=int, default=SyntheticConfig.n_archetypes)
     parser.add_argument("--items", type=int, default=SyntheticConfig.n_items)
     parser.add_argument("--categories", type=int, default=SyntheticConfig.n_categories)
+    parser.add_argument("--overlap", type=float, default=SyntheticConfig.overlap)
+    parser.add_argument("--light-share", type=float, default=SyntheticConfig.light_share)
+    parser.add_argument("--popular-share", type=float, default=SyntheticConfig.popular_share)
     parser.add_argument("--files", type=int, default=1, help="split the events into this many Parquet parts")
     parser.add_argument("--csv", action="store_true", help="write events as CSV instead of Parquet")
     args = parser.parse_args(argv)
@@ -533,6 +601,9 @@ def main(argv: list[str] | None = None) -> Path:
         start=args.start,
         days=args.days,
         mean_events=args.mean_events,
+        overlap=args.overlap,
+        light_share=args.light_share,
+        popular_share=args.popular_share,
         seed=args.seed,
     )
     return write(config, args.out, args.files, csv=args.csv)

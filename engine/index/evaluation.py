@@ -133,7 +133,7 @@ def evaluate(history: SequenceStore, future: SequenceStore, embeddings: np.ndarr
         positive = np.zeros(n, dtype=bool)
         positive[targets] = True
         scores = {
-            "engine": signature.scores(features, seeds, embeddings, seed=seed),
+            "engine": signature.scores(features, seeds, seed=seed),
             "engine_nearest": nearest_seed_scores(embeddings, seeds),
             "tfidf": _centroid(tfidf, seeds),
             "tfidf_svd": _centroid(svd, seeds),

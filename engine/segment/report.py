@@ -92,6 +92,23 @@ def table_html(table: pa.Table) -> str:
     return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _overview_html(profiles: pa.Table) -> str:
+    """The segments as a marketer reads them: name, size, value, what they buy more than the base (lift)."""
+    head = ("segment", "name", "customers", "share", "value tier", "mean spend so far", "buys more than average",
+            "lapsing")
+    rows = []
+    for p in profiles.to_pylist():
+        lifted = ", ".join(f"{c.lower()} ×{x:.1f}" for c, x in zip(p["distinctive_categories"], p["category_lift"],
+                                                                     strict=True))
+        cells = (p["segment"], p["name"], f"{p['size']:,}", f"{p['share']:.1%}", p["value_tier"],
+                 "" if p["mean_spend"] is None or np.isnan(p["mean_spend"]) else f"{p['mean_spend']:,.2f}", lifted,
+                 "" if np.isnan(p["lapsing_share"]) else f"{p['lapsing_share']:.0%}")
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    header = "".join(f"<th>{h}</th>" for h in head)
+    return (f"<h2>What sets each segment apart</h2><table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}"
+            "</tbody></table>")
+
+
 def write_report(
     path: str | os.PathLike,
     profiles: pa.Table,
@@ -118,6 +135,7 @@ def write_report(
     sections = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{len(labels)} customers in {profiles.num_rows} segments; levels {html.escape(str(hierarchy.levels))}.</p>",
+        *([_overview_html(profiles)] if "name" in profiles.column_names else []),
         "<h2>Segment sizes</h2>" + _png(figures[0]),
         "<h2>Embedding projection</h2>" + _png(figures[1]),
         "<h2>Hierarchy</h2>" + _png(figures[2]),

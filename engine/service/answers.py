@@ -151,7 +151,7 @@ def audience(bundle: Bundle, request: LookalikeRequest, offset: int, limit: int)
     explained = None
     if available > 0 and request.method == "signature":
         features = c.signature_features(bundle.as_of)
-        all_scores = signature.scores(features, seeds, c.embeddings)
+        all_scores = signature.scores(features, seeds)
         all_scores[np.union1d(seeds, exclude)] = -np.inf
         take = min(size, available)
         top = np.argpartition(-all_scores, take - 1)[:take]

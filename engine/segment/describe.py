@@ -1,0 +1,111 @@
+"""What sets each segment apart from the base, in words a marketer reads: the categories and products its
+customers buy far more often than the average customer (lift), its value tier, the share lapsing, and a short
+generated name such as "high value, weekly shoppers: produce, dairy".
+
+Lift of a token in a segment = the share of the segment's customers who bought it / the share of the whole
+base who did; only tokens bought by at least ``min_share`` of the segment count, so a lift is never a
+handful of customers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from engine.data.store import SequenceStore
+
+TIERS = ("low", "mid", "high", "top")  # value tiers: quartiles of the customers' expected spend
+DAY = 86400
+
+
+def _buyers(store: SequenceStore, field: str) -> sp.csc_matrix:
+    codes = np.asarray(store.columns[field]).astype(np.int64)
+    keep = store.is_purchase() & (codes > 0)
+    m = sp.csr_matrix((np.ones(keep.sum(), np.float32), (store.customer_rows()[keep], codes[keep])),
+                      shape=(store.n_customers, len(store.vocabs[field])))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m.tocsc()
+
+
+def lifts(store: SequenceStore, labels: np.ndarray, k: int, field: str, top_n: int = 5,
+          min_share: float = 0.1) -> tuple[list[list[str]], list[list[float]]]:
+    """Per segment, the top_n tokens of ``field`` by lift (bought by >= min_share of the segment)."""
+    buyers = _buyers(store, field)
+    onehot = sp.csr_matrix((np.ones(len(labels), np.float32), (labels, np.arange(len(labels)))),
+                           shape=(k, len(labels)))
+    per_segment = np.asarray((onehot @ buyers).todense())  # [k, tokens] buyers in each segment
+    sizes = np.maximum(np.bincount(labels, minlength=k), 1)[:, None]
+    share = per_segment / sizes
+    base = np.asarray(buyers.sum(axis=0)).ravel() / max(len(labels), 1)
+    lift = np.where((share >= min_share) & (base > 0), share / np.maximum(base, 1e-12), 0.0)
+    lift[:, 0] = 0.0  # the unknown token
+    vocab = store.vocabs[field]
+    names, values = [], []
+    for s in range(k):  # a loop over segments, not customers
+        order = np.argsort(-lift[s], kind="stable")[:top_n]
+        order = order[lift[s, order] > 1.0]
+        names.append([vocab[j] for j in order])
+        values.append([round(float(lift[s, j]), 2) for j in order])
+    return names, values
+
+
+def _cadence(days_between: float) -> str:
+    if not np.isfinite(days_between):
+        return "one-time"
+    if days_between <= 9:
+        return "weekly"
+    if days_between <= 20:
+        return "fortnightly"
+    if days_between <= 45:
+        return "monthly"
+    return "occasional"
+
+
+def describe(store: SequenceStore, labels: np.ndarray, k: int, as_of: int,
+             expected_spend: np.ndarray | None = None, top_n: int = 5) -> pa.Table:
+    """One row per segment: name, value_tier, distinctive_categories / category_lift, distinctive_items /
+    item_lift, median_days_between_purchases, lapsing_share (no purchase for over twice the customer's own
+    usual gap, or 60 days for one-time buyers) and mean_predicted_spend when given."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    categories, category_lift = lifts(store, labels, k, "category", top_n)
+    items, item_lift = lifts(store, labels, k, "item_id", top_n)
+
+    ts = np.asarray(store.columns["ts"], dtype=np.int64)
+    purchase = store.is_purchase()
+    rows, day = store.customer_rows()[purchase], ts[purchase] // DAY
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = (rows[1:] != rows[:-1]) | (day[1:] != day[:-1])
+    days = np.bincount(rows[first], minlength=n)  # purchase days
+    first_day = np.full(n, np.iinfo(np.int64).max)
+    last_day = np.full(n, -1)
+    np.minimum.at(first_day, rows, day)
+    np.maximum.at(last_day, rows, day)
+    gap = np.where(days > 1, (last_day - first_day) / np.maximum(days - 1, 1), np.inf)
+    since = np.where(last_day >= 0, as_of // DAY - last_day, np.inf)
+    lapsing = since > np.where(np.isfinite(gap), np.maximum(2 * gap, 14), 60)
+
+    value = expected_spend if expected_spend is not None else np.zeros(n)
+    cuts = np.quantile(value, [0.25, 0.5, 0.75]) if n else np.zeros(3)
+    out = {"segment": np.arange(k, dtype=np.int64), "name": [], "value_tier": [], "distinctive_categories":
+           categories, "category_lift": category_lift, "distinctive_items": items, "item_lift": item_lift,
+           "median_days_between_purchases": [], "lapsing_share": []}
+    if expected_spend is not None:
+        out["mean_predicted_spend"] = []
+    for s in range(k):  # a loop over segments, not customers
+        members = labels == s
+        mean_value = float(value[members].mean()) if members.any() else 0.0
+        tier = TIERS[int(np.searchsorted(cuts, mean_value, side="right"))]
+        finite = gap[members & np.isfinite(gap)]
+        median_gap = float(np.median(finite)) if len(finite) * 2 > members.sum() else float("inf")
+        out["median_days_between_purchases"].append(median_gap if np.isfinite(median_gap) else float("nan"))
+        out["lapsing_share"].append(float(lapsing[members].mean()) if members.any() else float("nan"))
+        lapse = " lapsing" if out["lapsing_share"][-1] > 0.5 else ""
+        what = ", ".join(c.lower() for c in categories[s][:2])
+        out["name"].append(f"{tier} value, {_cadence(median_gap)}{lapse} shoppers" + (f": {what}" if what else ""))
+        out["value_tier"].append(tier)
+        if expected_spend is not None:
+            out["mean_predicted_spend"].append(mean_value)
+    return pa.table(out)

@@ -1,6 +1,7 @@
-"""Quality on the generated log with planted archetypes, from one evaluate run (train before the cutoff,
-score after it): segments recover the archetypes and beat RFM clustering; lookalikes beat TF-IDF; the
-forecast beats BG/NBD + Gamma-Gamma, RFM quantiles and the naive rate."""
+"""Quality on the generated log (overlapping archetypes, light customers, shared popular items), from one
+evaluate run (train before the cutoff, score after it): the customer vector keeps the archetypes, segments
+explain later value better than RFM and BG/NBD tiles, lookalikes beat every baseline, and the forecast
+beats the baselines on ranking and revenue capture (tests/quality/test_real_log.py: the same on a real log)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from engine.bundle.writer import read_embeddings
 from engine.data import SequenceStore
 from engine.data.summary import customer_summary
 from engine.data.synthetic import SyntheticConfig, write
-from engine.segment.kmeans import adjusted_rand_index
+from engine.segment.kmeans import adjusted_rand_index, spherical_kmeans
 from tests.conftest import compose_config
 
 N_CUSTOMERS = 2000
@@ -53,34 +54,45 @@ def rfm_kmeans(store: SequenceStore, k: int) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_segments_recover_archetypes_and_beat_rfm(evaluated):
+def test_the_vector_keeps_the_archetypes_and_segments_explain_value(evaluated):
+    """The hybrid vector's behaviour part (everything but the 2 value coordinates) still recovers the
+    overlapping archetypes far better than RFM; the segments themselves weigh value too, and at k=8 explain
+    more of the later spend and purchases than RFM k-means, RFM cells and 8 tiles of BG/NBD spend."""
     bundle, archetypes = evaluated
-    planted, _ = truth(bundle, archetypes)
-    segments = pq.read_table(bundle / "segments.parquet")["segment"].to_numpy()
-    learned = adjusted_rand_index(planted, segments)
+    planted, embeddings = truth(bundle, archetypes)
+    behaviour = embeddings[:, 2:] / np.linalg.norm(embeddings[:, 2:], axis=1, keepdims=True)
+    learned = adjusted_rand_index(planted, spherical_kmeans(behaviour.astype(np.float32), 6, seed=0, nredo=3)[1])
     rfm = adjusted_rand_index(planted, rfm_kmeans(SequenceStore.open(bundle / "store"), 6))
-    assert learned >= 0.8, f"ARI {learned:.3f}"
-    assert learned > rfm + 0.3, f"learned ARI {learned:.3f} vs RFM {rfm:.3f}"
+    assert learned >= 0.35, f"ARI {learned:.3f}"
+    assert learned > rfm + 0.25, f"learned ARI {learned:.3f} vs RFM {rfm:.3f}"
+    segments = json.loads((bundle / "evaluation.json").read_text())["segments"]
+    for name in ("rfm_kmeans", "rfm_cells", "bgnbd_tiles"):
+        for figure in ("spend", "purchases"):
+            assert segments["engine_k8"][figure] > segments[name][figure], (name, figure, segments)
 
 
 @pytest.mark.slow
-def test_lookalikes_beat_tfidf(evaluated):
+def test_lookalikes_beat_every_baseline(evaluated):
     bundle, _ = evaluated
-    result = json.loads((bundle / "evaluation.json").read_text())["lookalike"]
-    engine, tfidf, ceiling = result["engine"], result["tfidf"], result["ceiling"]
-    assert engine["tasks"] >= 10
-    assert engine["roc_auc"] > tfidf["roc_auc"], result
-    assert engine["average_precision"] > 1.2 * tfidf["average_precision"], result
-    assert engine["average_precision"] > 0.9 * ceiling["average_precision"], result
+    methods = json.loads((bundle / "evaluation.json").read_text())["lookalike"]["methods"]
+    engine = methods["engine"]["all"]
+    assert engine["tasks"] >= 20
+    for name in ("tfidf", "tfidf_svd", "tfidf_knn", "activity", "oracle"):
+        assert engine["roc_auc"] > methods[name]["all"]["roc_auc"], (name, engine, methods[name])
+        assert engine["average_precision"] > methods[name]["all"]["average_precision"], (name, engine, methods[name])
 
 
 @pytest.mark.slow
-def test_forecast_beats_every_baseline(evaluated):
+def test_forecast_beats_the_baselines_but_ties_bgnbd_on_mae(evaluated):
+    """On the generated log with light customers the neural forecast ranks and captures revenue better than
+    every baseline, but its MAE is within a few percent of BG/NBD's, not below it (issue 12)."""
     bundle, _ = evaluated
     table = json.loads((bundle / "evaluation.json").read_text())["forecast"]
     neural = table.pop("neural")
     assert set(table) == {"naive", "rfm_quantile", "bgnbd_gamma_gamma"}, "every baseline ran"
     assert abs(neural["total_error"]) < 0.10, neural
     for name, baseline in table.items():
-        assert neural["mae"] < baseline["mae"] and neural["rmse"] < baseline["rmse"], (name, neural, baseline)
+        assert neural["rmse"] < baseline["rmse"], (name, neural, baseline)
+        assert neural["spearman"] > baseline["spearman"], (name, neural, baseline)
         assert neural["top10_revenue_capture"] > baseline["top10_revenue_capture"], (name, neural, baseline)
+        assert neural["mae"] < 1.03 * baseline["mae"], (name, neural, baseline)

@@ -97,7 +97,7 @@ def describe(store: SequenceStore, labels: np.ndarray, k: int, as_of: int,
     for s in range(k):  # a loop over segments, not customers
         members = labels == s
         mean_value = float(value[members].mean()) if members.any() else 0.0
-        tier = TIERS[int(np.searchsorted(cuts, mean_value, side="right"))]
+        tier = TIERS[int(np.searchsorted(cuts, mean_value, side="left"))]  # cuts strictly below
         finite = gap[members & np.isfinite(gap)]
         median_gap = float(np.median(finite)) if len(finite) * 2 > members.sum() else float("inf")
         out["median_days_between_purchases"].append(median_gap if np.isfinite(median_gap) else float("nan"))

@@ -76,3 +76,13 @@ def test_malformed_requests_name_the_field(client, body, field, status):
 def test_bad_paging_is_422(client, query):
     response = client.post(f"/lookalike?{query}", json={"seed_ids": ["c0000001"], "size": 5})
     assert response.status_code == 422 and query.split("=")[0] in response.json()["error"]
+
+
+def test_the_default_signature_method_says_what_sets_the_seeds_apart(client, segments):
+    seeds = segments["customer_id"][:20]
+    body = client.post("/lookalike", json={"seed_ids": seeds, "size": 30}).json()
+    assert body["method"] == "signature" and len(body["audience"]) == 30
+    assert not {a["customer_id"] for a in body["audience"]} & set(seeds)
+    assert body["signature"] and all(f["z"] > 0 and f["seed_mean"] > f["base_mean"] for f in body["signature"])
+    kinds = {f["feature"].split(":")[0] for f in body["signature"]}
+    assert kinds <= {"item", "category", "recent item", "recent category", "value"}

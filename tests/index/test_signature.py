@@ -1,0 +1,86 @@
+"""The seed-signature lookalike on a constructed base: it finds what the seeds share and ranks its other
+holders first; the customer vector (engine.represent) is unit-norm, separates value, and round-trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from engine.data.store import build_store
+from engine.index import signature
+from engine.represent import Representation
+
+DAY = 86400
+T0 = 1_700_006_400
+
+
+def base(n: int = 400, seed: int = 0):
+    """n customers buying 30 common items at random; customers 0..39 also buy the niche item "wine"
+    (a quarter of them, 0..9, are the seeds in the tests); customers 300.. spend ten times more."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(n):  # a loop over the customers of a tiny test base
+        for _ in range(rng.integers(5, 15)):
+            day = rng.uniform(0, 120)
+            price = 10.0 if c >= 300 else 1.0
+            rows.append((f"c{c:03d}", day, f"item{rng.integers(30)}", "common", price))
+        if c < 40:
+            rows += [(f"c{c:03d}", rng.uniform(0, 120), "wine", "wine", 8.0) for _ in range(3)]
+    customer, day, item, category, amount = zip(*rows, strict=True)
+    table = pa.table({
+        "customer_id": pa.array(customer, pa.string()),
+        "ts": pa.array(T0 + (np.array(day) * DAY).astype(np.int64)),
+        "event_type": pa.array(["purchase"] * len(rows), pa.string()),
+        "item_id": pa.array(item, pa.string()), "category": pa.array(category, pa.string()),
+        "channel": pa.array(["store"] * len(rows), pa.string()),
+        "amount": pa.array(amount, pa.float64()), "quantity": pa.array([1.0] * len(rows), pa.float64()),
+    })
+    return build_store(table, ["purchase"], ["return"])[0], T0 + 121 * DAY
+
+
+def test_the_signature_is_what_the_seeds_share_and_its_holders_rank_first():
+    store, as_of = base()
+    features = signature.SignatureFeatures.from_store(store, as_of)
+    seeds = store.customer_index([f"c{c:03d}" for c in range(10)])
+    scores = signature.scores(features, seeds)
+    others = np.setdiff1d(np.arange(store.n_customers), seeds)
+    top = others[np.argsort(-scores[others], kind="stable")[:30]]
+    holders = set(store.customer_index([f"c{c:03d}" for c in range(10, 40)]).tolist())
+    assert set(top.tolist()) == holders
+    explained = signature.explain(features, seeds, top=2)
+    assert {e["feature"] for e in explained} <= {"item:wine", "category:wine", "recent item:wine",
+                                                 "recent category:wine"}
+    assert all(e["seed_mean"] > e["base_mean"] for e in explained)
+
+
+def test_no_seed_or_every_customer_a_seed_is_refused():
+    store, as_of = base(60)
+    features = signature.SignatureFeatures.from_store(store, as_of)
+    with pytest.raises(ValueError, match="at least one seed"):
+        signature.scores(features, np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match="every customer is a seed"):
+        signature.scores(features, np.arange(store.n_customers))
+
+
+def test_the_customer_vector_is_unit_norm_separates_value_and_round_trips(tmp_path):
+    store, as_of = base()
+    rep = Representation.fit(store, as_of, horizon_days=30, factors=8)
+    sequence = np.random.default_rng(0).normal(size=(store.n_customers, 16)).astype(np.float32)
+    sequence /= np.linalg.norm(sequence, axis=1, keepdims=True)
+    v = rep.transform(store, as_of, sequence)
+    assert v.shape == (store.n_customers, 2 + 16 + 8)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    big = store.customer_index([f"c{c:03d}" for c in range(300, 400)])
+    small = np.setdiff1d(np.arange(store.n_customers), big)
+    angle = np.arctan2(v[:, 1], v[:, 0])  # the value coordinate: 0 = nothing expected, pi = the top
+    assert angle[big].mean() > angle[small].mean() + 1.0
+    assert rep.expected_spend(store, as_of)[big].mean() > 5 * rep.expected_spend(store, as_of)[small].mean()
+    again = Representation.load(rep.save(tmp_path / "representation.npz"))
+    assert np.array_equal(again.transform(store, as_of, sequence), v)
+
+
+def test_a_log_too_short_for_the_value_model_says_so():
+    store, as_of = base(40)
+    with pytest.raises(ValueError, match="forecast.horizon_days"):
+        Representation.fit(store, as_of, horizon_days=400)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,13 @@ def run(log: dict, seed: int, work: Path, extra: list[str]) -> dict:
     result = json.loads((out / "evaluation.json").read_text())
     result["seconds"] = time.perf_counter() - start
     return result
+
+
+def display(path: str | None) -> str:
+    """A log's path as the README shows it: relative to the repository, or what generates it."""
+    if path is None:
+        return "(python -m engine.data.synthetic --customers 2000 --seed 3)"
+    return os.path.relpath(path, ROOT)
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
@@ -115,7 +123,7 @@ def markdown(name: str, log: dict, runs: list[dict], seeds: list[int]) -> str:
     f = figures(runs)
     fmt = lambda ms: f"{ms[0]:.3f} ± {ms[1]:.3f}"  # noqa: E731
     lines = [f"## {log['title']}", "",
-             f"`train.py stage=evaluate data.path={log['path'] or '(generated)'} data.cutoff={log['cutoff']} seed=S`, "
+             f"`train.py stage=evaluate data.path={display(log['path'])} data.cutoff={log['cutoff']} seed=S`, "
              f"seeds {', '.join(map(str, seeds))}; mean ± standard deviation over the seeds; "
              f"{np.mean([r['seconds'] for r in runs]):.0f} s a run on this machine.", "",
              "### Lookalike audiences (half of each category's or product's later buyers are the seeds)", "",

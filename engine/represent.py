@@ -159,12 +159,30 @@ class Representation:
 
     def profile(self, store: SequenceStore) -> np.ndarray:
         """float32 [n, factors], L2-normalised (zero rows for customers with no known purchase)."""
+        if store.n_customers == 1:  # the service's one-customer path, without building sparse matrices
+            return self._profile_one(store)
         counts = token_counts(store)
         if counts.shape[1] != len(self.idf):
             raise ValueError(f"representation: the store has {counts.shape[1]} items and categories, the fitted "
                              f"representation {len(self.idf)} (a store with other vocabularies)")
         f = np.asarray(_tfidf(counts, self.idf) @ self.components, dtype=np.float32)
         return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+    def _profile_one(self, store: SequenceStore) -> np.ndarray:
+        """profile() of a one-customer store: the same TF-IDF row and projection, in plain numpy."""
+        n_items = len(store.vocabs["item_id"])
+        if n_items + len(store.vocabs["category"]) != len(self.idf):
+            raise ValueError("representation: the store's vocabularies differ from the fitted representation's")
+        purchase = store.is_purchase()
+        tokens = np.concatenate([np.asarray(store.columns["item_id"])[purchase].astype(np.int64),
+                                 np.asarray(store.columns["category"])[purchase].astype(np.int64) + n_items])
+        tokens = tokens[(tokens > 0) & (tokens != n_items)]  # known items and known categories
+        token, count = np.unique(tokens, return_counts=True)
+        weight = np.log1p(count * self.idf[token]).astype(np.float32)
+        weight /= max(float(np.linalg.norm(weight)), 1e-12)
+        f = (weight @ self.components[token])[None, :] if len(token) else np.zeros((1, self.components.shape[1]),
+                                                                                 np.float32)
+        return (f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     def transform(self, store: SequenceStore, as_of: int, sequence: np.ndarray) -> np.ndarray:
         """float32 [n, 2 + d + factors] unit vectors; ``sequence``: the encoder's embeddings [n, d]."""

@@ -15,7 +15,8 @@ import scipy.sparse as sp
 
 from engine.data.store import SequenceStore
 
-TIERS = ("low", "mid", "high", "top")  # value tiers: quartiles of the customers' expected spend
+TIERS = ("low", "mid", "high", "top")  # value tiers: the segment's mean expected spend over the base's mean,
+TIER_RATIOS = (0.5, 1.0, 2.0)          # below 0.5, 0.5-1, 1-2, 2 and above
 DAY = 86400
 
 
@@ -88,7 +89,7 @@ def describe(store: SequenceStore, labels: np.ndarray, k: int, as_of: int,
     lapsing = since > np.where(np.isfinite(gap), np.maximum(2 * gap, 14), 60)
 
     value = expected_spend if expected_spend is not None else np.zeros(n)
-    cuts = np.quantile(value, [0.25, 0.5, 0.75]) if n else np.zeros(3)
+    base_value = float(value.mean()) if n else 0.0
     out = {"segment": np.arange(k, dtype=np.int64), "name": [], "value_tier": [], "distinctive_categories":
            categories, "category_lift": category_lift, "distinctive_items": items, "item_lift": item_lift,
            "median_days_between_purchases": [], "lapsing_share": []}
@@ -97,7 +98,7 @@ def describe(store: SequenceStore, labels: np.ndarray, k: int, as_of: int,
     for s in range(k):  # a loop over segments, not customers
         members = labels == s
         mean_value = float(value[members].mean()) if members.any() else 0.0
-        tier = TIERS[int(np.searchsorted(cuts, mean_value, side="left"))]  # cuts strictly below
+        tier = TIERS[int(np.searchsorted(TIER_RATIOS, mean_value / max(base_value, 1e-12), side="right"))]
         finite = gap[members & np.isfinite(gap)]
         median_gap = float(np.median(finite)) if len(finite) * 2 > members.sum() else float("inf")
         out["median_days_between_purchases"].append(median_gap if np.isfinite(median_gap) else float("nan"))

@@ -17,9 +17,11 @@ from engine.index import evaluation as lookalike_evaluation
 log = logging.getLogger(__name__)
 
 
-def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, np.ndarray]) -> None:
-    """Score lookalikes, segments and forecasts on the events after the cutoff, beside the baselines computed
-    in the same run; print the tables, keep them in the bundle (evaluation.json, evaluation.md, the report)."""
+def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, np.ndarray],
+                 labels: np.ndarray) -> None:
+    """Score lookalikes, segments (``labels``: the run's own, and k=8) and forecasts on the events after the
+    cutoff, beside the baselines computed in the same run; print the tables, keep them in the bundle
+    (evaluation.json, evaluation.md, the report)."""
     from engine.pipeline import segment
     from engine.segment import evaluation as segment_evaluation
 
@@ -30,7 +32,7 @@ def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, 
     tables = {"Lookalike audiences (categories and products bought after the cutoff by 2-30% of customers; "
               "half the buyers as seeds)": lookalike_evaluation.markdown(summary["lookalike"])}
     segmentations = {"engine_k8": segment(OmegaConf.merge(cfg, {"segment": {"k": 8}}), arrays["embedding"])[1],
-                     "engine_auto": segment(cfg, arrays["embedding"])[1]}
+                     "engine_auto": labels}
     summary["segments"] = segment_evaluation.evaluate(data.store, data.future, data.as_of, segmentations, cfg.seed)
     tables["Segments: share of the variance after the cutoff they explain"] = \
         segment_evaluation.markdown(summary["segments"])

@@ -180,7 +180,8 @@ def embed(cfg: DictConfig, model, data: Data, spend_scale: float, dm=None) -> di
 def represent(cfg: DictConfig, data: Data, arrays: dict[str, np.ndarray],
               fitted: Representation | None = None) -> Representation | None:
     """Replace arrays["embedding"] by the customer vector of ``represent.kind`` (the encoder's own is kept as
-    arrays["sequence"]); the fitted representation is returned (None for kind=sequence)."""
+    arrays["sequence"], the value model's expected spend as arrays["predicted_spend"]); the fitted
+    representation is returned (None for kind=sequence)."""
     arrays["sequence"] = arrays["embedding"]
     if fitted is None and cfg.represent.kind == "sequence":
         return None
@@ -188,7 +189,9 @@ def represent(cfg: DictConfig, data: Data, arrays: dict[str, np.ndarray],
         r = cfg.represent
         fitted = Representation.fit(data.store, data.as_of, cfg.forecast.horizon_days, r.factors, r.value_weight,
                                     r.sequence_weight, r.profile_weight, seed=cfg.seed)
-    arrays["embedding"] = fitted.transform(data.store, data.as_of, arrays["sequence"])
+    value = fitted.value(data.store, data.as_of)
+    arrays["embedding"] = fitted.transform(data.store, data.as_of, arrays["sequence"], value)
+    arrays["predicted_spend"] = value**2
     return fitted
 
 
@@ -221,8 +224,9 @@ def segment(cfg: DictConfig, embeddings: np.ndarray, previous: Path | None = Non
 
 def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings: np.ndarray, centroids,
                    labels, similarity, hierarchy: Hierarchy, forecast: pa.Table | None,
-                   representation: Representation | None = None) -> None:
-    """segments.parquet, centroids, hierarchy, profiles, index and the report, into the staged bundle."""
+                   predicted_spend: np.ndarray | None = None) -> None:
+    """segments.parquet, centroids, hierarchy, profiles, index and the report, into the staged bundle.
+    predicted_spend: the value model's (engine.represent), else the forecast's, describes the segments."""
     ids = data.store.customer_ids
     columns = {"customer_id": ids, "segment": labels.astype(np.int64), "similarity": similarity}
     columns.update(level_columns(labels, hierarchy))
@@ -234,10 +238,8 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
         for name in ("expected_purchases", "expected_spend", "p_churn"):
             summary = summary.append_column(name, forecast[name])
     profiles = segment_profiles(labels, len(centroids), summary.drop(["customer_id"]), top_n=cfg.segment.top_n)
-    value = None
-    if representation is not None:
-        value = representation.expected_spend(data.store, data.as_of)
-    elif forecast is not None:
+    value = predicted_spend
+    if value is None and forecast is not None:
         value = forecast["expected_spend"].to_numpy()
     described = describe_segments(data.store, labels, len(centroids), data.as_of, value, top_n=cfg.segment.top_n)
     for name in described.column_names[1:]:
@@ -314,17 +316,17 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
     if arrays is None:
         return None
     representation = represent(cfg, data, arrays)
+    result = segment(cfg, arrays["embedding"], previous_bundle(cfg))
     with BundleWriter(cfg.out_dir) as bundle:
         if evaluate:
-            evaluate_run(cfg, bundle, data, arrays)
+            evaluate_run(cfg, bundle, data, arrays, labels=result[1])
         describe(cfg, bundle, data)
         save_model(model, cfg.model, data.store.vocabs, bundle.path / MODEL_FILE,
                    extra={"predict_max_len": cfg.loader.predict_max_len})
         if representation is not None:
             representation.save(bundle.path / REPRESENTATION_FILE)
         forecast = write_embeddings(bundle, data, arrays)
-        result = segment(cfg, arrays["embedding"], previous_bundle(cfg))
-        write_segments(cfg, bundle, data, arrays["embedding"], *result, forecast, representation)
+        write_segments(cfg, bundle, data, arrays["embedding"], *result, forecast, arrays.get("predicted_spend"))
     return Path(cfg.out_dir)
 
 
@@ -359,10 +361,8 @@ def run_embed(cfg: DictConfig) -> Path | None:
     arrays = embed(cfg, model, data, payload["hparams"]["spend_scale"])
     if arrays is None:
         return None
-    representation = None
     if (source / REPRESENTATION_FILE).exists():  # the bundle's own vector, so its centroids still apply
-        representation = Representation.load(source / REPRESENTATION_FILE)
-        represent(cfg, data, arrays, representation)
+        represent(cfg, data, arrays, Representation.load(source / REPRESENTATION_FILE))
     with BundleWriter(cfg.out_dir, base=source) as bundle:
         describe(cfg, bundle, data)
         shutil.rmtree(bundle.path / "store", ignore_errors=True)
@@ -374,7 +374,7 @@ def run_embed(cfg: DictConfig) -> Path | None:
         else:
             centroids, labels, similarity, hierarchy = segment(cfg, arrays["embedding"])
         write_segments(cfg, bundle, data, arrays["embedding"], centroids, labels, similarity, hierarchy, forecast,
-                       representation)
+                       arrays.get("predicted_spend"))
     return Path(cfg.out_dir)
 
 
@@ -389,7 +389,7 @@ def run_segment(cfg: DictConfig) -> Path:
     with BundleWriter(cfg.out_dir, base=source) as bundle:
         bundle.manifest["config"] = OmegaConf.to_container(cfg, resolve=True)
         result = segment(cfg, embeddings, source)
-        representation = (Representation.load(source / REPRESENTATION_FILE)
-                          if (source / REPRESENTATION_FILE).exists() else None)
-        write_segments(cfg, bundle, data, embeddings, *result, forecast, representation)
+        predicted = (Representation.load(source / REPRESENTATION_FILE).expected_spend(store, data.as_of)
+                     if (source / REPRESENTATION_FILE).exists() else None)
+        write_segments(cfg, bundle, data, embeddings, *result, forecast, predicted)
     return Path(cfg.out_dir)

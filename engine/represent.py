@@ -30,6 +30,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from engine.data.store import SequenceStore
+from engine.data.summary import purchase_counts
+from engine.forecast.baselines import future_truth
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +43,18 @@ WINDOWS_DAYS = (14, 28, 56, 112)  # recent spend and purchase windows of the val
 def token_counts(store: SequenceStore, weights: np.ndarray | None = None) -> sp.csr_matrix:
     """float32 [n_customers, n_items + n_categories] purchase counts (or summed ``weights``, one per event)
     of each known item and category; category columns follow the item columns."""
-    n_items = len(store.vocabs["item_id"])
-    purchase = store.is_purchase()
-    rows = store.customer_rows()
-    blocks = []
-    for name, offset in (("item_id", 0), ("category", n_items)):
-        codes = np.asarray(store.columns[name]).astype(np.int64)
-        keep = purchase & (codes > 0)
-        w = np.ones(keep.sum(), np.float32) if weights is None else weights[keep].astype(np.float32)
-        blocks.append((rows[keep], codes[keep] + offset, w))
-    r, c, w = (np.concatenate(x) for x in zip(*blocks, strict=True))
-    m = sp.csr_matrix((w, (r, c)), shape=(store.n_customers, n_items + len(store.vocabs["category"])))
-    m.sum_duplicates()
-    return m
+    return sp.hstack([purchase_counts(store, "item_id", weights), purchase_counts(store, "category", weights)],
+                     format="csr")
 
 
-def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+def idf_weights(counts: sp.csr_matrix) -> np.ndarray:
+    """float32 [n_tokens]: smoothed inverse document frequency, log((1 + n) / (1 + df)) + 1."""
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    return (np.log((1.0 + counts.shape[0]) / (1.0 + df)) + 1.0).astype(np.float32)
+
+
+def tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    """float32 CSR: log1p(count x idf), each row L2-normalised (empty rows stay empty)."""
     t = counts.multiply(idf[None, :]).tocsr().astype(np.float32)
     t.data = np.log1p(t.data)
     norms = np.sqrt(np.asarray(t.multiply(t).sum(axis=1)).ravel())
@@ -71,9 +69,10 @@ def value_features(store: SequenceStore, as_of: int) -> np.ndarray:
     n = store.n_customers
     purchase = store.is_purchase() & (ts < as_of)
     amount = np.nan_to_num(np.asarray(store.columns["amount"], dtype=np.float64), nan=0.0)
-    first = np.full(n, as_of, dtype=np.int64)
-    seen = ts < as_of
-    np.minimum.at(first, rows[seen], ts[seen])
+    # the store is sorted by customer, then time: a customer's first event is at its offset
+    has = store.lengths() > 0
+    start = np.append(ts, as_of)[np.where(has, store.offsets[:-1], len(ts))]
+    first = np.where(start < as_of, start, as_of)
     tenure = np.maximum((as_of - first) / DAY, 1.0)
     cols = []
     for days in (*WINDOWS_DAYS, None):
@@ -82,18 +81,12 @@ def value_features(store: SequenceStore, as_of: int) -> np.ndarray:
         cols.append(np.sqrt(np.bincount(rows[keep], weights=amount[keep], minlength=n) / span))
         cols.append(np.log1p(np.bincount(rows[keep], minlength=n)))
     last = np.full(n, -1, dtype=np.int64)
-    np.maximum.at(last, rows[purchase], ts[purchase])
+    bought = np.flatnonzero(purchase)
+    final = np.r_[rows[bought][1:] != rows[bought][:-1], True] if len(bought) else np.zeros(0, bool)
+    last[rows[bought][final]] = ts[bought][final]  # each customer's last purchase before as_of
     since = np.where(last >= 0, as_of - last, as_of - first) / DAY
     cols += [np.log1p(np.maximum(since, 0.0)), np.log1p(tenure), (last >= 0).astype(np.float64)]
     return np.stack(cols, 1)
-
-
-def spend_between(store: SequenceStore, start: int, end: int) -> np.ndarray:
-    """float64 [n]: each customer's purchase amounts (unknown 0) in [start, end)."""
-    ts = np.asarray(store.columns["ts"], dtype=np.int64)
-    keep = store.is_purchase() & (ts >= start) & (ts < end)
-    amount = np.nan_to_num(np.asarray(store.columns["amount"], dtype=np.float64), nan=0.0)
-    return np.bincount(store.customer_rows()[keep], weights=amount[keep], minlength=store.n_customers)
 
 
 @dataclass
@@ -118,11 +111,10 @@ class Representation:
         from sklearn.utils.extmath import randomized_svd
 
         counts = token_counts(store)
-        df = np.bincount(counts.indices, minlength=counts.shape[1])
-        idf = (np.log((1.0 + store.n_customers) / (1.0 + df)) + 1.0).astype(np.float32)
-        tfidf = _tfidf(counts, idf)
-        rank = int(max(1, min(factors, min(tfidf.shape) - 1)))
-        _, _, vt = randomized_svd(tfidf, rank, random_state=seed)
+        idf = idf_weights(counts)
+        matrix = tfidf(counts, idf)
+        rank = int(max(1, min(factors, min(matrix.shape) - 1)))
+        _, _, vt = randomized_svd(matrix, rank, random_state=seed)
         components = np.ascontiguousarray(vt.T, dtype=np.float32)
 
         cut = as_of - int(horizon_days * DAY)
@@ -133,7 +125,7 @@ class Representation:
             raise ValueError(f"representation: only {len(rows)} customers have events before {cut} (as_of "
                              f"minus forecast.horizon_days={horizon_days:g}); the value model needs at least "
                              "50: use a longer log or a shorter forecast.horizon_days")
-        y = np.sqrt(spend_between(store, cut, as_of))[rows]
+        y = np.sqrt(future_truth(store.after(cut, as_of))["spend"])[rows]
         mean, scale = x[rows].mean(0), x[rows].std(0) + 1e-9
         z = (x[rows] - mean) / scale
         # ridge in closed form on a handful of features: (Z'Z + lambda I) w = Z'y, intercept unpenalised
@@ -165,7 +157,7 @@ class Representation:
         if counts.shape[1] != len(self.idf):
             raise ValueError(f"representation: the store has {counts.shape[1]} items and categories, the fitted "
                              f"representation {len(self.idf)} (a store with other vocabularies)")
-        f = np.asarray(_tfidf(counts, self.idf) @ self.components, dtype=np.float32)
+        f = np.asarray(tfidf(counts, self.idf) @ self.components, dtype=np.float32)
         return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
 
     def _profile_one(self, store: SequenceStore) -> np.ndarray:
@@ -184,13 +176,16 @@ class Representation:
                                                                                  np.float32)
         return (f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
-    def transform(self, store: SequenceStore, as_of: int, sequence: np.ndarray) -> np.ndarray:
-        """float32 [n, 2 + d + factors] unit vectors; ``sequence``: the encoder's embeddings [n, d]."""
+    def transform(self, store: SequenceStore, as_of: int, sequence: np.ndarray,
+                  value: np.ndarray | None = None) -> np.ndarray:
+        """float32 [n, 2 + d + factors] unit vectors; ``sequence``: the encoder's embeddings [n, d]; ``value``:
+        self.value(store, as_of) when the caller has it already."""
         wv, ws, wp = (float(x) for x in self.weights)
         seq = np.asarray(sequence, dtype=np.float32)
         behaviour = np.hstack([np.sqrt(ws) * seq, np.sqrt(wp) * self.profile(store)])
         behaviour /= np.maximum(np.linalg.norm(behaviour, axis=1, keepdims=True), 1e-12)
-        angle = np.pi * np.clip(self.value(store, as_of) / float(self.value_top[0]), 0.0, 1.0)
+        value = self.value(store, as_of) if value is None else value
+        angle = np.pi * np.clip(value / float(self.value_top[0]), 0.0, 1.0)
         out = np.hstack([np.sqrt(wv) * np.stack([np.cos(angle), np.sin(angle)], 1).astype(np.float32),
                          np.sqrt(1.0 - wv) * behaviour])
         return np.ascontiguousarray(out / np.linalg.norm(out, axis=1, keepdims=True), dtype=np.float32)

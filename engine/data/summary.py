@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import scipy.sparse as sp
 
 from engine.data.store import SequenceStore
 
 DAY = 86400.0
+
+
+def purchase_counts(store: SequenceStore, field: str = "item_id", weights: np.ndarray | None = None) -> sp.csr_matrix:
+    """float32 CSR [n_customers, vocabulary of field]: each customer's purchases of each known item (or
+    category), or the sum of ``weights`` (float [n_events], one per event) over them."""
+    codes = np.asarray(store.columns[field]).astype(np.int64)
+    keep = store.is_purchase() & (codes > 0)
+    w = np.ones(int(keep.sum()), np.float32) if weights is None else np.asarray(weights, np.float32)[keep]
+    m = sp.csr_matrix((w, (store.customer_rows()[keep], codes[keep])),
+                      shape=(store.n_customers, len(store.vocabs[field])))
+    m.sum_duplicates()
+    return m
 
 
 def _mode(store: SequenceStore, field: str) -> pa.Array:

@@ -17,8 +17,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from engine.data.store import SequenceStore
+from engine.data.summary import purchase_counts
 from engine.index import signature
 from engine.index.lookalike import average_precision, nearest_seed_scores, roc_auc
+from engine.represent import idf_weights, tfidf
 
 log = logging.getLogger(__name__)
 
@@ -36,30 +38,14 @@ METHOD_NAMES = {
 
 
 def tfidf_histories(store: SequenceStore) -> sp.csr_matrix:
-    """float32 [n_customers, n_items] L2-normalised TF-IDF of the items in each customer's history."""
+    """float32 [n_customers, n_items] L2-normalised TF-IDF of the items in each customer's history (every event
+    type: the baseline as an analyst writes it)."""
     items = np.asarray(store.columns["item_id"]).astype(np.int64)
-    rows = store.customer_rows()
     known = items > 0
-    n_items = len(store.vocabs["item_id"])
-    counts = sp.csr_matrix((np.ones(known.sum(), np.float32), (rows[known], items[known])),
-                           shape=(store.n_customers, n_items))
+    counts = sp.csr_matrix((np.ones(known.sum(), np.float32), (store.customer_rows()[known], items[known])),
+                           shape=(store.n_customers, len(store.vocabs["item_id"])))
     counts.sum_duplicates()
-    df = np.bincount(counts.indices, minlength=n_items)
-    idf = np.log((1 + store.n_customers) / (1 + df)).astype(np.float32) + 1.0
-    tfidf = counts.multiply(idf[None, :]).tocsr()
-    tfidf.data = np.log1p(tfidf.data)
-    norms = np.sqrt(np.asarray(tfidf.multiply(tfidf).sum(axis=1)).ravel())
-    return sp.diags(1.0 / np.maximum(norms, 1e-12)).dot(tfidf).tocsr()
-
-
-def purchase_counts(store: SequenceStore, field: str = "item_id") -> sp.csr_matrix:
-    """[n_customers, vocabulary of field] number of purchases of each item (or category) by each customer."""
-    codes = np.asarray(store.columns[field]).astype(np.int64)
-    keep = store.is_purchase() & (codes > 0)
-    m = sp.csr_matrix((np.ones(keep.sum(), np.float32), (store.customer_rows()[keep], codes[keep])),
-                      shape=(store.n_customers, len(store.vocabs[field])))
-    m.sum_duplicates()
-    return m
+    return tfidf(counts, idf_weights(counts))
 
 
 def lookalike_tasks(history: SequenceStore, future: SequenceStore, per_kind: int = 25, min_share: float = 0.02,

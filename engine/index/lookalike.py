@@ -97,14 +97,19 @@ def nearest_seed_scores(embeddings: np.ndarray, seed_rows: np.ndarray, chunk: in
     return out
 
 
-def _exact_nearest_seeds(embeddings: np.ndarray, seeds: np.ndarray, banned: np.ndarray, size: int):
-    """nearest_seeds by brute force over every row: exact, as a flat index is (O(n x seeds x dim))."""
-    scores = nearest_seed_scores(embeddings, seeds)
+def best_rows(scores: np.ndarray, banned: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``size`` best-scored rows of a score per row, never a banned one: (rows int64, scores float32), best
+    first, ties by row. ``scores`` is modified (banned rows set to -inf)."""
     scores[banned] = -np.inf
     size = min(size, len(scores) - len(banned))
     top = np.argpartition(-scores, size - 1)[:size] if size > 0 else np.zeros(0, dtype=np.int64)
     order = np.lexsort((top, -scores[top]))
     return top[order].astype(np.int64), scores[top[order]].astype(np.float32)
+
+
+def _exact_nearest_seeds(embeddings: np.ndarray, seeds: np.ndarray, banned: np.ndarray, size: int):
+    """nearest_seeds by brute force over every row: exact, as a flat index is (O(n x seeds x dim))."""
+    return best_rows(nearest_seed_scores(embeddings, seeds), banned, size)
 
 
 def lookalike(

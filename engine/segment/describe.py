@@ -14,26 +14,18 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from engine.data.store import SequenceStore
+from engine.data.summary import purchase_counts
+from engine.forecast.baselines import rfm_inputs
 
 TIERS = ("low", "mid", "high", "top")  # value tiers: the segment's mean expected spend over the base's mean,
 TIER_RATIOS = (0.5, 1.0, 2.0)          # below 0.5, 0.5-1, 1-2, 2 and above
-DAY = 86400
-
-
-def _buyers(store: SequenceStore, field: str) -> sp.csc_matrix:
-    codes = np.asarray(store.columns[field]).astype(np.int64)
-    keep = store.is_purchase() & (codes > 0)
-    m = sp.csr_matrix((np.ones(keep.sum(), np.float32), (store.customer_rows()[keep], codes[keep])),
-                      shape=(store.n_customers, len(store.vocabs[field])))
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m.tocsc()
 
 
 def lifts(store: SequenceStore, labels: np.ndarray, k: int, field: str, top_n: int = 5,
           min_share: float = 0.1) -> tuple[list[list[str]], list[list[float]]]:
     """Per segment, the top_n tokens of ``field`` by lift (bought by >= min_share of the segment)."""
-    buyers = _buyers(store, field)
+    buyers = purchase_counts(store, field).tocsc()
+    buyers.data[:] = 1.0  # buyers, not purchases
     onehot = sp.csr_matrix((np.ones(len(labels), np.float32), (labels, np.arange(len(labels)))),
                            shape=(k, len(labels)))
     per_segment = np.asarray((onehot @ buyers).todense())  # [k, tokens] buyers in each segment
@@ -74,18 +66,10 @@ def describe(store: SequenceStore, labels: np.ndarray, k: int, as_of: int,
     categories, category_lift = lifts(store, labels, k, "category", top_n)
     items, item_lift = lifts(store, labels, k, "item_id", top_n)
 
-    ts = np.asarray(store.columns["ts"], dtype=np.int64)
-    purchase = store.is_purchase()
-    rows, day = store.customer_rows()[purchase], ts[purchase] // DAY
-    first = np.ones(len(rows), dtype=bool)
-    first[1:] = (rows[1:] != rows[:-1]) | (day[1:] != day[:-1])
-    days = np.bincount(rows[first], minlength=n)  # purchase days
-    first_day = np.full(n, np.iinfo(np.int64).max)
-    last_day = np.full(n, -1)
-    np.minimum.at(first_day, rows, day)
-    np.maximum.at(last_day, rows, day)
-    gap = np.where(days > 1, (last_day - first_day) / np.maximum(days - 1, 1), np.inf)
-    since = np.where(last_day >= 0, as_of // DAY - last_day, np.inf)
+    f = rfm_inputs(store, as_of)  # purchase days: frequency = repeat days, recency = first to last day
+    bought = f["n_purchases"] > 0
+    gap = np.divide(f["recency"], f["frequency"], out=np.full(n, np.inf), where=f["frequency"] > 0)
+    since = np.where(bought, f["T"] - f["recency"], np.inf)  # days from the last purchase day to as_of
     lapsing = since > np.where(np.isfinite(gap), np.maximum(2 * gap, 14), 60)
 
     value = expected_spend if expected_spend is not None else np.zeros(n)

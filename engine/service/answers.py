@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from engine.bundle import Bundle, UnknownCustomer
 from engine.index import signature
-from engine.index.lookalike import audience_size, lookalike
+from engine.index.lookalike import audience_size, best_rows, lookalike
 from engine.segment.hierarchy import Hierarchy
 from engine.service.schemas import LookalikeRequest
 
@@ -151,12 +151,7 @@ def audience(bundle: Bundle, request: LookalikeRequest, offset: int, limit: int)
     explained = None
     if available > 0 and request.method == "signature":
         features = c.signature_features(bundle.as_of)
-        all_scores = signature.scores(features, seeds)
-        all_scores[np.union1d(seeds, exclude)] = -np.inf
-        take = min(size, available)
-        top = np.argpartition(-all_scores, take - 1)[:take]
-        ranked = top[np.lexsort((top, -all_scores[top]))].astype(np.int64)
-        scores = all_scores[ranked].astype(np.float32)
+        ranked, scores = best_rows(signature.scores(features, seeds), np.union1d(seeds, exclude), size)
         explained = signature.explain(features, seeds)
     elif available > 0:
         ranked, scores = lookalike(

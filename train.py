@@ -3,6 +3,7 @@
     python train.py                                  # everything, on the generated default log
     python train.py data.path=EVENTS out_dir=DIR     # your log
     python train.py stage=embed bundle=DIR data.path=NEW out_dir=DIR2   # nightly: embed with a saved model
+    python train.py stage=forecast bundle=DIR horizon_days=365 out_dir=DIR2  # another horizon, no retraining
     python train.py -m model=gru,transformer model.dim=64,128           # a sweep
 """
 
@@ -27,6 +28,7 @@ STAGES = {
     "embed": pipeline.run_embed,
     "segment": pipeline.run_segment,
     "evaluate": pipeline.run_evaluate,
+    "forecast": pipeline.run_forecast,
 }
 
 

@@ -2,6 +2,7 @@
 
     python bench/quality.py                  # Complete Journey (../shared) + the generated log, seeds 0 1 2
     python bench/quality.py --seeds 0 1 2 3 4 --logs completejourney
+    python bench/quality.py --suite forecast # forecasts at three cutoffs per log -> bench/results/forecast.md
 
 Each (log, seed) is one user-level run, `train.py stage=evaluate data.path=LOG data.cutoff=T` with the
 defaults (nothing tuned per log), which trains before the cutoff and scores after it. The seed moves the
@@ -34,6 +35,13 @@ LOGS = {
     "completejourney": {"path": str(CJ), "cutoff": "2017-07-03", "title": "Complete Journey (grocery, real)"},
     "generated": {"path": None, "cutoff": "2024-11-01", "title": "generated log (2,000 customers)"},
 }
+# Forecast cutoffs leaving horizons of 4 and 13 weeks and one as long as the history before it (CJ: weeks
+# 21-39 after weeks 1-20; its weeks start Monday 00:00 US Eastern = 04:00 UTC; the log ends 2017-09-25T03:55).
+FORECAST_CUTOFFS = {
+    "completejourney": [("2017-08-28T04:00", 28), ("2017-06-26T04:00", 91), ("2017-05-15T04:00", 133)],
+    "generated": [("2024-12-03", 28), ("2024-10-01", 91), ("2024-07-01", 183)],  # the log: 2024, 365 days
+}
+FORECAST_BASELINES = ("bgnbd_gamma_gamma", "pareto_nbd", "naive", "rfm_quantile", "zero")
 LOOKALIKE_BASELINES = ("tfidf", "tfidf_svd", "tfidf_knn", "activity")
 SEGMENT_BASELINES = ("rfm_kmeans", "rfm_cells", "bgnbd_tiles")
 
@@ -147,13 +155,95 @@ def markdown(name: str, log: dict, runs: list[dict], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def forecast_markdown(name: str, log: dict, runs: dict[int, list[dict]], seeds: list[int]) -> tuple[str, list[str]]:
+    """The forecast section of a log: per horizon, each method's figures (mean ± sd over the seeds), the
+    fitted baseline parameters of the first seed, and the targets against BG/NBD + Gamma-Gamma."""
+    from engine.forecast.metrics import COLUMNS, NAMES
+
+    lines = [f"## {log['title']}: forecasts", "",
+             f"`train.py stage=evaluate evaluate.sections=[forecast] data.path={display(log['path'])} "
+             "data.cutoff=C forecast.horizon_days=H seed=S`, seeds " + ", ".join(map(str, seeds))
+             + "; transactions per customer; mean ± standard deviation over the seeds.", ""]
+    verdict = []
+    for (cutoff, horizon), results in runs.items():
+        per = [r["forecast"][f"{horizon:g}"] for r in results]
+        methods = list(per[0]["metrics"])
+        lines += [f"### {horizon} days after {cutoff} ({np.mean([r['seconds'] for r in results]):.0f} s a run)", "",
+                  "| method | " + " | ".join(h for _, h in COLUMNS) + " |", "| --- " * (len(COLUMNS) + 1) + "|"]
+        stats = {m: {k: mean_sd([p["metrics"][m][k] for p in per]) for k, _ in COLUMNS} for m in methods}
+        for m in methods:
+            cells = []
+            for k, _ in COLUMNS:
+                mu, sd = stats[m][k]
+                pct = k in ("total_error", "top10_revenue_capture")
+                cells.append("n/a" if not np.isfinite(mu) else
+                             (f"{100 * mu:+.1f}% ± {100 * sd:.1f}" if k == "total_error" else
+                              f"{100 * mu:.1f}% ± {100 * sd:.1f}" if pct else f"{mu:.3f} ± {sd:.3f}"))
+            lines.append(f"| {NAMES.get(m, m)} | " + " | ".join(cells) + " |")
+        for b, params in per[0]["params"].items():
+            lines.append(f"\n{NAMES.get(b, b)} (seed {seeds[0]}): " + ", ".join(f"{k}={v:.4g}" for k, v in params.items()))
+        lines.append("")
+        if "bgnbd_gamma_gamma" in stats:
+            e, b = stats["neural"], stats["bgnbd_gamma_gamma"]
+
+            def beats(k: str, lower: bool, e=e, b=b) -> bool:
+                margin = (b[k][0] - e[k][0]) if lower else (e[k][0] - b[k][0])
+                return margin > max(e[k][1], b[k][1])  # a margin inside the spread is no win
+
+            checks = [("MAE", beats("mae", True), e["mae"], b["mae"]), ("RMSE", beats("rmse", True), e["rmse"], b["rmse"]),
+                      ("Spearman", beats("spearman", False), e["spearman"], b["spearman"]),
+                      ("top-10% revenue share", beats("top10_revenue_capture", False), e["top10_revenue_capture"],
+                       b["top10_revenue_capture"])]
+            for label, ok, (mu, sd), (bm, _) in checks:
+                verdict.append(f"- {'met' if ok else '**not met**'}: {name}, {horizon} days: {label} {mu:.3f} ± {sd:.3f} "
+                               f"vs BG/NBD {bm:.3f}")
+            te = e["total_error"][0]
+            verdict.append(f"- {'met' if abs(te) <= 0.10 else '**not met**'}: {name}, {horizon} days: total error "
+                           f"{100 * te:+.1f}% within ±10%")
+    return "\n".join(lines), verdict
+
+
+def forecast_suite(args) -> None:
+    sections, verdicts_, raw = [], [], {}
+    with tempfile.TemporaryDirectory(prefix="forecast-") as tmp:
+        work = Path(tmp)
+        for name in args.logs:
+            log = dict(LOGS[name])
+            if log["path"] is None:
+                log["path"] = generated_log(work)
+            runs = {}
+            for cutoff, horizon in FORECAST_CUTOFFS[name]:
+                extra = ["evaluate.sections=[forecast]", f"forecast.horizon_days={horizon}", *args.overrides]
+                for seed in args.seeds:
+                    print(f"[forecast] {name} cutoff {cutoff} ({horizon} days) seed {seed} ...", flush=True)
+                    result = run({**log, "cutoff": cutoff}, seed, work / name, extra)
+                    runs.setdefault((cutoff, horizon), []).append(result)
+                    print(f"[forecast] ... {result['seconds']:.0f} s", flush=True)
+            text, verdict = forecast_markdown(name, LOGS[name], runs, args.seeds)
+            sections.append(text)
+            verdicts_ += verdict
+            raw[name] = {f"{c}/{h}": r for (c, h), r in runs.items()}
+    head = ["# Forecasts on real and generated logs", "", "Written by `python bench/quality.py "
+            + " ".join(sys.argv[1:]) + "`. One trained model per cutoff answers its horizon; the baselines are "
+            "fitted in the same runs on the same history. A margin inside the spread is no win.", ""]
+    text = "\n".join(head + sections + ["## Targets (against BG/NBD + Gamma-Gamma)", "", *verdicts_, ""])
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "forecast.md").write_text(text)
+    (args.out / "forecast.json").write_text(json.dumps(raw, indent=1))
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--logs", nargs="+", default=list(LOGS), choices=list(LOGS))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--suite", choices=["quality", "forecast"], default="quality",
+                        help="quality: lookalikes and segments (quality.md); forecast: forecasts (forecast.md)")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides (a variant to compare)")
     args = parser.parse_args()
+    if args.suite == "forecast":
+        return forecast_suite(args)
     sections, raw = [], {}
     with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
         work = Path(tmp)

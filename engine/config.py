@@ -17,7 +17,7 @@ from omegaconf import MISSING, DictConfig
 from engine.data.events import Columns
 from engine.data.synthetic import SyntheticConfig
 
-STAGES = ("all", "fit", "embed", "segment", "evaluate")
+STAGES = ("all", "fit", "embed", "segment", "evaluate", "forecast")
 
 
 class ConfigError(ValueError):
@@ -42,6 +42,8 @@ class ForecastSchema:
     horizon_days: float = 30.0
     weight: float = 1.0
     calibrate: bool = True
+    discount_rate: float = 0.1
+    head_epochs: int = 30
 
 
 @dataclass
@@ -69,6 +71,8 @@ class RepresentSchema:
 class EvaluateSchema:
     lookalike_tasks: int = 25
     min_buyers: int = 10
+    horizons: list[float] | None = None
+    sections: list[str] = field(default_factory=lambda: ["lookalike", "segments", "forecast"])
 
 
 @dataclass
@@ -90,6 +94,7 @@ class TrainSchema:
     ckpt_path: str | None = None
     restore_best: bool = True
     compile: bool = False
+    horizon_days: float | None = None
 
 
 ConfigStore.instance().store(name="schema", node=TrainSchema)
@@ -131,10 +136,17 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"represent.value_weight={cfg.represent.value_weight}: expected a number in [0, 1)")
     if cfg.forecast.horizon_days <= 0:
         raise ConfigError(f"forecast.horizon_days={cfg.forecast.horizon_days}: expected > 0")
+    if cfg.forecast.discount_rate < 0:
+        raise ConfigError(f"forecast.discount_rate={cfg.forecast.discount_rate}: expected an annual rate >= 0")
+    if cfg.horizon_days is not None and cfg.horizon_days <= 0:
+        raise ConfigError(f"horizon_days={cfg.horizon_days}: expected a number of days > 0")
+    unknown = set(cfg.evaluate.sections) - {"lookalike", "segments", "forecast"}
+    if unknown:
+        raise ConfigError(f"evaluate.sections: unknown {sorted(unknown)}; expected lookalike, segments, forecast")
     if cfg.stage == "evaluate" and cfg.data.cutoff is None:
         raise ConfigError("data.cutoff: stage=evaluate needs a cutoff (train before it, score after it)")
-    _check_arguments(cfg.model, "model", injected=("vocab_sizes", "spend_scale"))
+    _check_arguments(cfg.model, "model", injected=("vocab_sizes", "spend_scale", "unit"))
     _check_arguments(cfg.model.encoder, "model.encoder", injected=("dim",))
     _check_arguments(cfg.trainer, "trainer")
-    _check_arguments(cfg.loader, "loader", injected=("store", "horizon_days", "as_of"))
+    _check_arguments(cfg.loader, "loader", injected=("store", "horizon_days", "as_of", "unit"))
     _check_arguments(cfg.index, "index", injected=("embeddings", "ids"))

@@ -12,13 +12,15 @@ from omegaconf import DictConfig, OmegaConf
 from engine.bundle.writer import BundleWriter
 from engine.forecast import baselines
 from engine.forecast import metrics as forecast_metrics
+from engine.forecast.process import Process
 from engine.index import evaluation as lookalike_evaluation
+from engine.segment.report import cumulative_revenue_html
 
 log = logging.getLogger(__name__)
 
 
 def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, np.ndarray],
-                 labels: np.ndarray) -> None:
+                 labels: np.ndarray, process: Process | None = None, unit: str = "basket") -> None:
     """Score lookalikes, segments (``labels``: the run's own, and k=8) and forecasts on the events after the
     cutoff, beside the baselines computed in the same run; print the tables, keep them in the bundle
     (evaluation.json, evaluation.md, the report)."""
@@ -26,37 +28,59 @@ def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, 
     from engine.segment import evaluation as segment_evaluation
 
     e = cfg.evaluate
-    summary = {"lookalike": lookalike_evaluation.evaluate(
-        data.store, data.future, arrays["embedding"], data.as_of, arrays.get("sequence"), e.lookalike_tasks,
-        e.min_buyers, cfg.seed)}
-    tables = {"Lookalike audiences (categories and products bought after the cutoff by 2-30% of customers; "
-              "half the buyers as seeds)": lookalike_evaluation.markdown(summary["lookalike"])}
-    segmentations = {"engine_k8": segment(OmegaConf.merge(cfg, {"segment": {"k": 8}}), arrays["embedding"])[1],
-                     "engine_auto": labels}
-    summary["segments"] = segment_evaluation.evaluate(data.store, data.future, data.as_of, segmentations, cfg.seed)
-    tables["Segments: share of the variance after the cutoff they explain"] = \
-        segment_evaluation.markdown(summary["segments"])
-    if "expected_purchases" in arrays:
-        horizon = cfg.forecast.horizon_days
-        summary["forecast"] = forecast_evaluation(data, arrays, horizon)
-        tables[f"Forecast of the {horizon:g} days after the cutoff ({data.store.n_customers} customers)"] = \
-            forecast_metrics.markdown(summary["forecast"])
+    summary, tables = {}, {}
+    if "lookalike" in e.sections:
+        summary["lookalike"] = lookalike_evaluation.evaluate(
+            data.store, data.future, arrays["embedding"], data.as_of, arrays.get("sequence"), e.lookalike_tasks,
+            e.min_buyers, cfg.seed)
+        tables["Lookalike audiences (categories and products bought after the cutoff by 2-30% of customers; "
+               "half the buyers as seeds)"] = lookalike_evaluation.markdown(summary["lookalike"])
+    if "segments" in e.sections:
+        segmentations = {"engine_k8": segment(OmegaConf.merge(cfg, {"segment": {"k": 8}}), arrays["embedding"])[1],
+                         "engine_auto": labels}
+        summary["segments"] = segment_evaluation.evaluate(data.store, data.future, data.as_of, segmentations,
+                                                          cfg.seed)
+        tables["Segments: share of the variance after the cutoff they explain"] = \
+            segment_evaluation.markdown(summary["segments"])
+    figures = {}
+    if process is not None and "forecast" in e.sections:
+        summary["forecast"] = {}
+        for horizon in cfg.evaluate.horizons or [cfg.forecast.horizon_days]:
+            result = forecast_evaluation(data, process, float(horizon), unit)
+            spend = result.pop("spend")
+            summary["forecast"][f"{horizon:g}"] = result
+            heading = (f"Forecast of the {horizon:g} days after the cutoff: transactions ({unit}s) per customer, "
+                       f"{data.store.n_customers} customers")
+            tables[heading] = forecast_metrics.markdown(result["metrics"])
+            if result["params"]:
+                tables[heading] += "\n\nFitted baselines: " + "; ".join(
+                    f"{forecast_metrics.NAMES.get(k, k)} {v}" for k, v in result["params"].items())
+            curves = {k: v for k, v in spend["predicted"].items() if k in ("neural", "bgnbd_gamma_gamma")}
+            figures[f"Cumulative revenue, {horizon:g} days: the engine's ranking against BG/NBD"] = \
+                cumulative_revenue_html(curves, spend["actual"], forecast_metrics.NAMES, horizon)
     (bundle.path / "evaluation.json").write_text(json.dumps(summary, indent=1))
     (bundle.path / "evaluation.md").write_text("\n\n".join(f"## {k}\n\n{v}" for k, v in tables.items()) + "\n")
     bundle.extra_tables = tables
+    bundle.extra_html = figures
     for heading, table in tables.items():
         log.info("%s\n%s", heading, table)
 
 
-def forecast_evaluation(data, arrays: dict[str, np.ndarray], horizon_days: float) -> dict:
-    """The neural forecast beside the baselines, all fitted on the history, scored on [cutoff, cutoff + H)."""
+def forecast_evaluation(data, process: Process, horizon_days: float, unit: str) -> dict:
+    """The engine's forecast for the horizon beside the baselines, all fitted on the history, scored on
+    [cutoff, cutoff + horizon): {"metrics": {method: figures}, "params": {baseline: fitted parameters}}."""
     until = data.as_of + int(horizon_days * 86400)
-    truth = baselines.future_truth(data.future.mask_events(np.asarray(data.future.columns["ts"]) < until))
-    results = {"neural": {"expected_purchases": arrays["expected_purchases"].astype(np.float64),
-                          "expected_spend": arrays["expected_spend"].astype(np.float64),
-                          "p_buy": 1.0 - arrays["p_churn"].astype(np.float64)}}
-    results.update(baselines.all_baselines(data.store, data.as_of, horizon_days))
-    return forecast_metrics.compare(results, truth)
+    last = int(np.asarray(data.future.columns["ts"]).max()) if data.future.n_events else data.as_of
+    if last + 1 < until - 86400:
+        log.warning("forecast evaluation over %g days: the log ends %.1f days after the cutoff, so the later "
+                    "part of the horizon has no events to score", horizon_days, (last + 1 - data.as_of) / 86400)
+    truth = baselines.future_truth(data.future.mask_events(np.asarray(data.future.columns["ts"]) < until), unit)
+    answer = process.answer(horizon_days)
+    results = {"neural": {k: answer[k] for k in ("expected_purchases", "expected_spend", "p_buy")}}
+    results.update(baselines.all_baselines(data.store, data.as_of, horizon_days, unit))
+    params = {name: pred.pop("params") for name, pred in results.items() if "params" in pred}
+    return {"metrics": forecast_metrics.compare(results, truth), "params": params,
+            "spend": {"actual": truth["spend"], "predicted": {k: v["expected_spend"] for k, v in results.items()}}}
 
 
 def markdown_to_html(table: str) -> str:

@@ -18,7 +18,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from engine.bundle.bundle import TOMBSTONES, read_tombstones
+from engine.bundle.bundle import TOMBSTONES, Bundle, read_tombstones
 from engine.bundle.writer import BundleError, BundleWriter, embeddings_table, read_embeddings
 from engine.data import Columns, EventLogSpec, SequenceStore, load_store
 from engine.data.memory import release_freed_memory
@@ -26,7 +26,10 @@ from engine.data.summary import customer_summary
 from engine.embed.writer import embed_base, forecast_table
 from engine.evaluate import evaluate_run, markdown_to_html
 from engine.forecast import baselines
+from engine.forecast.process import Process
 from engine.index.index import save_index
+from engine.model.datamodule import forecast_context
+from engine.model.head import fit_head
 from engine.model.io import MODEL_FILE, load_model, save_model
 from engine.represent import FILE as REPRESENTATION_FILE
 from engine.represent import Representation
@@ -37,6 +40,9 @@ from engine.segment.profiles import segment_profiles
 from engine.segment.report import write_report
 
 log = logging.getLogger(__name__)
+
+MIN_FORECAST_BUYERS = 50
+CALIBRATION_CUSTOMERS = 20_000  # a sample: the calibration embeds it twice
 
 
 @dataclass
@@ -111,9 +117,11 @@ def load_data(cfg: DictConfig, vocabs: dict | None = None) -> Data:
     return Data(store, info, as_of, future)
 
 
-def datamodule(cfg: DictConfig, data: Data, spend_scale: float | None = None):
+def datamodule(cfg: DictConfig, data: Data, spend_scale: float | None = None, unit: str | None = None):
+    """The loader over data.store; ``spend_scale`` and the transaction ``unit``: a trained model's own."""
     horizon = cfg.forecast.horizon_days if cfg.forecast.weight > 0 else None
-    dm = instantiate(cfg.loader, _partial_=True)(store=data.store, horizon_days=horizon, as_of=data.as_of)
+    dm = instantiate(cfg.loader, _partial_=True)(store=data.store, horizon_days=horizon, as_of=data.as_of,
+                                                 unit=unit)
     if spend_scale is not None:
         dm.spend_scale = dm.train_collate.spend_scale = spend_scale
     return dm
@@ -128,7 +136,16 @@ def fit(cfg: DictConfig, data: Data):
     pl.seed_everything(cfg.seed, workers=True)
     dm = datamodule(cfg, data)
     vocab_sizes = [len(data.store.vocabs[f]) for f in ("event_type", "item_id", "category", "channel")]
-    model = instantiate(cfg.model, vocab_sizes=vocab_sizes, spend_scale=dm.spend_scale, _convert_="all")
+    model = instantiate(cfg.model, vocab_sizes=vocab_sizes, spend_scale=dm.spend_scale, unit=dm.unit,
+                        _convert_="all")
+    if cfg.forecast.weight > 0:
+        check_forecast_data(cfg, data)
+        sample = np.sort(np.random.default_rng(cfg.seed).permutation(data.store.n_customers)[:100_000])
+        part = data.store.take(sample)
+        model.set_context_scale(forecast_context(None, part, np.arange(part.n_customers), part.offsets[1:],
+                                                 np.full(part.n_customers, data.as_of), dm.unit))
+        log.info("forecast: transactions counted per %s; windows of %g days to the whole log",
+                 dm.unit, dm.train_collate.min_window / 86400)
     if cfg.compile and hasattr(model.encoder, "forward_packed"):
         log.warning("compile=true: the GRU encoder runs cuDNN on CUDA and its own packed recurrence on the CPU; "
                     "torch.compile is not applied to it (it is to the Transformer encoder)")
@@ -141,37 +158,87 @@ def fit(cfg: DictConfig, data: Data):
         log.info("restoring the best checkpoint %s", best)
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]  # our own checkpoint
         model.load_state_dict(state)
+    if cfg.forecast.weight > 0:
+        model.cpu()
+        fit_head(model, data.store, dm.train_rows, dm.val_rows, dm.train_collate,
+                 {"accelerator": cfg.trainer.accelerator, "devices": 1,
+                  "enable_progress_bar": cfg.trainer.enable_progress_bar},
+                 epochs=cfg.forecast.head_epochs, seed=cfg.seed)
     release_freed_memory()
     return model, dm, run
 
 
+def check_forecast_data(cfg: DictConfig, data: Data) -> None:
+    """A forecast needs customers who bought and a log long enough to show what they do next: fail before
+    training otherwise, naming what is missing, rather than ship an untrained head."""
+    start, end = data.store.time_range()
+    span_days = (end - start) / 86400
+    buyers = int((np.bincount(data.store.customer_rows()[data.store.is_purchase()],
+                              minlength=data.store.n_customers) > 0).sum())
+    if span_days < 14 or buyers < MIN_FORECAST_BUYERS:
+        raise ValueError(
+            f"forecast: the log spans {span_days:.1f} days with {buyers} customers who bought; learning a "
+            f"forecast needs at least 14 days and {MIN_FORECAST_BUYERS} buyers (use a longer or larger log, "
+            "or forecast.weight=0 to train without a forecast)")
+
+
 def calibrate_forecast(cfg: DictConfig, model, data: Data, spend_scale: float) -> None:
-    """Scale the forecast so that, on the last complete horizon of the training data, predicted totals of
-    purchases and spend equal the realised ones: corrects the bias of a model fitted over older periods when
-    the shop's overall activity drifts (a Poisson fit is unbiased on its training mix of cutoffs, not at the end)."""
-    horizon = int(cfg.forecast.horizon_days * 86400)
-    cutoff = data.as_of - horizon
+    """Settle the fitted head against the latest window of the training data (forecast.horizon_days, or
+    half the log when that is shorter), on a sample of the customers with history before it:
+
+    - the drop-out per day past the log's span (engine.forecast.process): the decline of the sample's mean
+      p_alive from the window's start to the data's end;
+    - with forecast.calibrate, a scale on transactions and spend so that predicted totals over the window
+      equal the realised ones: corrects the bias of a head fitted over older periods when the shop's
+      overall activity drifts (the fit is unbiased on its training mix of cutoffs, not at the end)."""
+    start, _ = data.store.time_range()
+    window = min(cfg.forecast.horizon_days * 86400, (data.as_of - start) / 2)
+    cutoff = int(data.as_of - window)
     history = data.store.before(cutoff)
     rows = np.flatnonzero(history.lengths() > 0)
+    if len(rows) > CALIBRATION_CUSTOMERS:
+        rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, CALIBRATION_CUSTOMERS, replace=False))
     if len(rows) < 50:
-        log.info("forecast calibration skipped: %d customers have history before %d", len(rows), cutoff)
+        log.warning("forecast calibration skipped: %d customers have history before the last %.0f days "
+                    "(at least 50 needed); no drop-out past the log's span", len(rows), window / 86400)
         return
-    arrays = embed(cfg, model, Data(history.take(rows), {}, cutoff), spend_scale)
-    if arrays is None:
+    then = embed(cfg, model, Data(history.take(rows), {}, cutoff), spend_scale)
+    now = embed(cfg, model, Data(data.store.take(rows), {}, data.as_of), spend_scale)
+    if then is None or now is None:
         return
-    truth = baselines.future_truth(data.store.after(cutoff, data.as_of).take(rows))
-    predicted = np.array([arrays["expected_purchases"].sum(), arrays["expected_spend"].sum()], dtype=np.float64)
+    survival = float(np.mean(now["p_alive"]) / max(float(np.mean(then["p_alive"])), 1e-9))
+    model.decay_per_day.fill_(max(0.0, -np.log(min(survival, 1.0))) / (window / 86400))
+    log.info("forecast: mean p_alive %.3f -> %.3f over the last %.0f days: drop-out %.5f per day past the "
+             "log's %.0f days", np.mean(then["p_alive"]), np.mean(now["p_alive"]), window / 86400, model.decay,
+             model.span)
+    if not cfg.forecast.calibrate:
+        return
+    answer = process_of(model, then).answer(window / 86400)
+    truth = baselines.future_truth(data.store.after(cutoff, data.as_of).take(rows), unit=model.hparams.unit)
+    predicted = np.array([answer["expected_purchases"].sum(), answer["expected_spend"].sum()], dtype=np.float64)
     actual = np.array([truth["purchases"].sum(), truth["spend"].sum()])
     factor = np.where(predicted > 0, actual / np.maximum(predicted, 1e-9), 1.0).clip(0.2, 5.0)
     model.calibration.copy_(torch.as_tensor(factor, dtype=model.calibration.dtype) * model.calibration)
-    log.info("forecast calibrated on the last %g days: purchases x%.3f, spend x%.3f",
-             cfg.forecast.horizon_days, factor[0], factor[1])
+    log.info("forecast calibrated on the last %.0f days: transactions x%.3f, spend x%.3f",
+             window / 86400, factor[0], factor[1])
+
+
+def process_of(model, arrays: dict[str, np.ndarray]) -> Process:
+    """The purchase process of the embedded customers (the head's parameters, the model's decay and span)."""
+    return Process.from_columns(arrays, model.decay, model.span)
+
+
+def add_forecast(cfg: DictConfig, model, arrays: dict[str, np.ndarray]) -> None:
+    """Add the forecast at forecast.horizon_days to arrays (expected transactions and spend, p_buy,
+    p_churn, p_alive, lifetime_value), when the model has a forecasting head."""
+    if "rate" in arrays:
+        arrays.update(process_of(model, arrays).table(cfg.forecast.horizon_days, cfg.forecast.discount_rate))
 
 
 def embed(cfg: DictConfig, model, data: Data, spend_scale: float, dm=None) -> dict[str, np.ndarray] | None:
     """Embed every customer of the store exactly once (rank 0 gets the merged arrays). ``dm``: the training
     datamodule of the same data, reused instead of building another (its spend scale included)."""
-    dm = dm if dm is not None else datamodule(cfg, data, spend_scale)
+    dm = dm if dm is not None else datamodule(cfg, data, spend_scale, model.hparams.get("unit"))
     run = trainer(cfg, logger=False, enable_checkpointing=False, callbacks=[])
     # each rank empties its own part before writing; the merge reads this run's ranks only
     return embed_base(run, model, dm, Path(cfg.work_dir) / "embed-parts")
@@ -187,7 +254,10 @@ def represent(cfg: DictConfig, data: Data, arrays: dict[str, np.ndarray],
         return None
     if fitted is None:
         r = cfg.represent
-        fitted = Representation.fit(data.store, data.as_of, cfg.forecast.horizon_days, r.factors, r.value_weight,
+        # the value model replays the horizon before as_of: at most half the log, so a long question still fits
+        start, _ = data.store.time_range()
+        horizon = min(cfg.forecast.horizon_days, (data.as_of - start) / 2 / 86400)
+        fitted = Representation.fit(data.store, data.as_of, horizon, r.factors, r.value_weight,
                                     r.sequence_weight, r.profile_weight, seed=cfg.seed)
     value = fitted.value(data.store, data.as_of)
     arrays["embedding"] = fitted.transform(data.store, data.as_of, arrays["sequence"], value)
@@ -235,7 +305,7 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
     (bundle.path / "hierarchy.json").write_text(json.dumps(hierarchy.to_dict()))
     summary = customer_summary(data.store, data.as_of)
     if forecast is not None:
-        for name in ("expected_purchases", "expected_spend", "p_churn"):
+        for name in ("expected_purchases", "expected_spend", "p_alive", "lifetime_value"):
             summary = summary.append_column(name, forecast[name])
     profiles = segment_profiles(labels, len(centroids), summary.drop(["customer_id"]), top_n=cfg.segment.top_n)
     value = predicted_spend
@@ -248,6 +318,7 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
     index = instantiate(cfg.index)(embeddings, np.arange(len(embeddings), dtype=np.int64))
     save_index(index, bundle.path / "index.faiss")
     extra = {k: markdown_to_html(v) for k, v in bundle.extra_tables.items()}
+    extra.update(bundle.extra_html)  # trusted figures (inline PNG) of the evaluation
     write_report(bundle.path / "report.html", profiles, embeddings, labels, hierarchy,
                  title=f"segment-engine: {len(centroids)} segments of {len(labels)} customers",
                  extra_tables=extra or None)
@@ -286,11 +357,16 @@ def carry_tombstones(cfg: DictConfig, bundle: BundleWriter) -> None:
             f.writelines(json.dumps({"customer_id": c, "carried": True}) + "\n" for c in erased)
 
 
-def describe(cfg: DictConfig, bundle: BundleWriter, data: Data) -> None:
+def describe(cfg: DictConfig, bundle: BundleWriter, data: Data, model=None) -> None:
     carry_tombstones(cfg, bundle)
     bundle.manifest["config"] = OmegaConf.to_container(cfg, resolve=True)
     bundle.manifest["data"] = data.info
-    bundle.manifest["horizon_days"] = cfg.forecast.horizon_days if cfg.forecast.weight > 0 else None
+    has_head = model is not None and hasattr(model, "head")
+    bundle.manifest["horizon_days"] = cfg.forecast.horizon_days if has_head else None
+    if has_head:  # what answers other horizons from forecast.parquet's parameters (engine.forecast.process)
+        bundle.manifest["forecast"] = {"horizon_days": cfg.forecast.horizon_days, "decay_per_day": model.decay,
+                                       "span_days": model.span, "discount_rate": cfg.forecast.discount_rate,
+                                       "unit": model.hparams.unit}
 
 
 def previous_bundle(cfg: DictConfig) -> Path | None:
@@ -310,17 +386,20 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
     """Fit, embed, segment, index and write one bundle to out_dir (with evaluations when ``evaluate``)."""
     data = load_data(cfg)
     model, dm, run = fit(cfg, data)
-    if cfg.forecast.weight > 0 and cfg.forecast.calibrate:
+    if cfg.forecast.weight > 0:
         calibrate_forecast(cfg, model, data, dm.spend_scale)
     arrays = embed(cfg, model, data, dm.spend_scale, dm)
     if arrays is None:
         return None
+    add_forecast(cfg, model, arrays)
     representation = represent(cfg, data, arrays)
     result = segment(cfg, arrays["embedding"], previous_bundle(cfg))
     with BundleWriter(cfg.out_dir) as bundle:
         if evaluate:
-            evaluate_run(cfg, bundle, data, arrays, labels=result[1])
-        describe(cfg, bundle, data)
+            evaluate_run(cfg, bundle, data, arrays, labels=result[1],
+                         process=process_of(model, arrays) if "rate" in arrays else None,
+                         unit=model.hparams.unit)
+        describe(cfg, bundle, data, model)
         save_model(model, cfg.model, data.store.vocabs, bundle.path / MODEL_FILE,
                    extra={"predict_max_len": cfg.loader.predict_max_len})
         if representation is not None:
@@ -339,12 +418,12 @@ def run_fit(cfg: DictConfig) -> Path | None:
     """Train only: the bundle holds the model, vocabularies and store, ready for stage=embed."""
     data = load_data(cfg)
     model, dm, run = fit(cfg, data)
-    if cfg.forecast.weight > 0 and cfg.forecast.calibrate:
+    if cfg.forecast.weight > 0:
         calibrate_forecast(cfg, model, data, dm.spend_scale)
     if not run.is_global_zero:
         return None
     with BundleWriter(cfg.out_dir) as bundle:
-        describe(cfg, bundle, data)
+        describe(cfg, bundle, data, model)
         save_model(model, cfg.model, data.store.vocabs, bundle.path / MODEL_FILE,
                    extra={"predict_max_len": cfg.loader.predict_max_len})
         data.store.save(bundle.path / "store")
@@ -361,10 +440,11 @@ def run_embed(cfg: DictConfig) -> Path | None:
     arrays = embed(cfg, model, data, payload["hparams"]["spend_scale"])
     if arrays is None:
         return None
+    add_forecast(cfg, model, arrays)
     if (source / REPRESENTATION_FILE).exists():  # the bundle's own vector, so its centroids still apply
         represent(cfg, data, arrays, Representation.load(source / REPRESENTATION_FILE))
     with BundleWriter(cfg.out_dir, base=source) as bundle:
-        describe(cfg, bundle, data)
+        describe(cfg, bundle, data, model)
         shutil.rmtree(bundle.path / "store", ignore_errors=True)
         forecast = write_embeddings(bundle, data, arrays)
         if (source / "centroids.npy").exists():
@@ -392,4 +472,39 @@ def run_segment(cfg: DictConfig) -> Path:
         predicted = (Representation.load(source / REPRESENTATION_FILE).expected_spend(store, data.as_of)
                      if (source / REPRESENTATION_FILE).exists() else None)
         write_segments(cfg, bundle, data, embeddings, *result, forecast, predicted)
+    return Path(cfg.out_dir)
+
+
+def run_forecast(cfg: DictConfig) -> Path:
+    """stage=forecast bundle=B horizon_days=N: the bundle again (out_dir) with its forecast, segment profiles
+    and report for an N-day horizon, answered from each customer's fitted purchase process: no retraining
+    and no encoder pass. Erased customers stay erased (the bundle's own loading applies its tombstones)."""
+    source = require_bundle(cfg, "forecast")
+    loaded = Bundle.load(source)
+    meta = loaded.forecast_meta
+    c = loaded.customers
+    horizon = float(cfg.horizon_days if cfg.horizon_days is not None else meta["horizon_days"])
+    process = Process.from_columns({k: c.forecast[k].to_numpy() for k in Process.COLUMNS}, meta["decay_per_day"],
+                                   meta["span_days"])
+    arrays = process.table(horizon, meta["discount_rate"])
+    table = forecast_table(c.forecast["customer_id"], arrays)
+    data = Data(c.store, loaded.manifest.get("data", {}), loaded.as_of)
+    if c.forecast is None:
+        raise BundleError(f"{source}: no forecast.parquet (trained with forecast.weight=0)")
+    ids, embeddings = c.ids, c.embeddings
+    with BundleWriter(cfg.out_dir, base=source) as bundle:
+        bundle.manifest["horizon_days"] = horizon
+        bundle.manifest["forecast"] = {**meta, "horizon_days": horizon}
+        bundle.write_table("forecast.parquet", table)
+        bundle.write_table("embeddings.parquet", embeddings_table(ids, embeddings))
+        bundle.write_table("segments.parquet", c.segments)
+        labels, similarity = assign(embeddings, loaded.centroids)
+        predicted = (Representation.load(source / REPRESENTATION_FILE).expected_spend(c.store, data.as_of)
+                     if (source / REPRESENTATION_FILE).exists() else None)
+        write_segments(cfg, bundle, data, embeddings, loaded.centroids, labels, similarity, c.hierarchy, table,
+                       predicted)
+    totals = {k: float(np.sum(arrays[k])) for k in ("expected_purchases", "expected_spend", "lifetime_value")}
+    log.info("forecast of the next %g days for %d customers (%ss): %.0f transactions, spend %.2f; lifetime "
+             "value %.2f (annual discount %g)", horizon, len(ids), meta["unit"], totals["expected_purchases"],
+             totals["expected_spend"], totals["lifetime_value"], meta["discount_rate"])
     return Path(cfg.out_dir)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = [
     "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
     "trainer.enable_progress_bar=false", "model.dim=32", "model.out_dim=16", "loader.batch_size=16",
-    "loader.predict_batch_size=64", "segment.k=4", "segment.nredo=1",
+    "loader.predict_batch_size=64", "segment.k=4", "segment.nredo=1", "forecast.head_epochs=2",
 ]
 
 

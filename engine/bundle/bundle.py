@@ -157,6 +157,16 @@ class Bundle:
         return self.customers.forecast is not None
 
     @property
+    def forecast_meta(self) -> dict:
+        """What answers any horizon from forecast.parquet's parameters: the manifest's "forecast" entry
+        (decay_per_day, horizon_days, discount_rate, unit; see engine.forecast.process)."""
+        meta = self.manifest.get("forecast")
+        if not meta:
+            raise BundleError(f"{self.path}: the bundle has no forecast parameters (written by an older engine "
+                              "or trained with forecast.weight=0); retrain it to get forecasts")
+        return meta
+
+    @property
     def as_of(self) -> int:
         """Epoch seconds of the data's end (or cutoff): what the batch forecast is as of."""
         as_of = self.manifest.get("as_of")

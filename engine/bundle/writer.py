@@ -71,6 +71,7 @@ class BundleWriter:
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
         self.manifest: dict = {"format": BUNDLE_FORMAT, "engine_version": __version__, "files": {}}
         self.extra_tables: dict[str, str] = {}  # heading -> markdown table, shown in the report
+        self.extra_html: dict[str, str] = {}  # heading -> trusted HTML (inline figures), shown in the report
         if base is not None:
             self._copy_from(Path(base))
 

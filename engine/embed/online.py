@@ -20,6 +20,7 @@ import torch
 
 from engine.data.events import CATEGORICAL, NUMERIC, EventLogError, _numeric, _parse_ts
 from engine.data.store import FIELDS, SequenceStore
+from engine.forecast.process import forecast_answer
 from engine.model.datamodule import forecast_context
 from engine.model.features import gather, last_events
 
@@ -141,7 +142,8 @@ class Scorer:
         rows = np.zeros(1, dtype=np.int64)
         starts, lengths = last_events(store, rows, self.bundle.predict_max_len)
         batch = gather(store, starts, lengths)
-        batch["context"] = forecast_context(None, store, rows, store.offsets[1:], np.array([as_of]))
+        batch["context"] = forecast_context(None, store, rows, store.offsets[1:], np.array([as_of]),
+                                            self.model.hparams.get("unit", "basket"))
         batch = {k: v.to(self.device) for k, v in batch.items()}
         batch["rows"] = torch.from_numpy(rows)
         with torch.inference_mode():
@@ -151,7 +153,8 @@ class Scorer:
             out["embedding"] = self.representation.transform(store, as_of, out["embedding"][None])[0]
         return out
 
-    def score(self, events: list[dict], customer_id: str | None, include_embedding: bool = False) -> dict:
+    def score(self, events: list[dict], customer_id: str | None, include_embedding: bool = False,
+              horizon_days: float | None = None) -> dict:
         return_types = self.bundle.customers.store.return_types
         store, known = self.history(self.encode(validate_events(events, return_types)), customer_id)
         last = int(store.columns["ts"][-1])
@@ -176,14 +179,9 @@ class Scorer:
             "nearest_segments": [{"segment": int(s), "similarity": float(similarity[s])} for s in nearest],
             "forecast": None,
         }
-        if "p_churn" in out:
-            answer["forecast"] = {
-                "as_of": int(as_of),
-                "expected_purchases": float(out["expected_purchases"]),
-                "expected_spend": float(out["expected_spend"]),
-                "p_churn": float(out["p_churn"]),
-                "p_alive": 1.0 - float(out["p_churn"]),
-            }
+        if "rate" in out:
+            answer["forecast"] = {"as_of": int(as_of),
+                                  **forecast_answer(out, self.bundle.forecast_meta, horizon_days)}
         if include_embedding:
             answer["embedding"] = embedding.tolist()
         return answer
@@ -202,12 +200,14 @@ def scorer(bundle: Bundle) -> Scorer:
 
 
 def score_events(
-    bundle: Bundle, events: list[dict], customer_id: str | None = None, include_embedding: bool = False
+    bundle: Bundle, events: list[dict], customer_id: str | None = None, include_embedding: bool = False,
+    horizon_days: float | None = None,
 ) -> dict:
     """Segment, similarity, hierarchy path, nearest segments and forecast (None without a forecasting head)
     for a customer's events; a known customer's stored history comes first. The forecast is as of the
-    later of the bundle's as_of and the last event (+1 s). EventLogError for invalid events."""
-    return scorer(bundle).score(events, customer_id, include_embedding)
+    later of the bundle's as_of and the last event (+1 s), over ``horizon_days`` (default the bundle's).
+    EventLogError for invalid events."""
+    return scorer(bundle).score(events, customer_id, include_embedding, horizon_days)
 
 
 def stored_events(store: SequenceStore, row: int) -> list[dict]:

@@ -18,7 +18,8 @@ from engine.data.memory import release_freed_memory
 
 log = logging.getLogger(__name__)
 
-FORECAST_COLUMNS = ("expected_purchases", "expected_spend", "p_churn")
+FORECAST_COLUMNS = ("expected_purchases", "expected_spend", "p_buy", "p_churn", "p_alive", "lifetime_value", "rate",
+                    "spend_rate")
 
 
 class _Part:
@@ -154,12 +155,12 @@ def embed_base(trainer, model, datamodule, parts_dir: str | os.PathLike) -> dict
 
 
 def forecast_table(customer_ids: pa.Array, arrays: dict[str, np.ndarray]) -> pa.Table | None:
-    """forecast.parquet's table, or None when the model has no forecasting head."""
+    """forecast.parquet's table (see engine.forecast.process.Process.table), or None when the model has no
+    forecasting head."""
     if not all(c in arrays for c in FORECAST_COLUMNS):
         return None
     columns = {"customer_id": customer_ids}
-    columns.update({c: arrays[c].astype(np.float64) for c in FORECAST_COLUMNS})
-    columns["p_alive"] = 1.0 - arrays["p_churn"].astype(np.float64)
+    columns.update({c: np.asarray(arrays[c], dtype=np.float64) for c in FORECAST_COLUMNS})
     return pa.table(columns)
 
 

@@ -1,7 +1,8 @@
 """Forecast quality against the realised horizon, per method, and the markdown table of the comparison.
 
 pred: {"expected_purchases", "expected_spend", "p_buy"} and truth: {"purchases", "spend"}, float64 [n]
-arrays aligned by customer (see engine.forecast.baselines).
+arrays aligned by customer (see engine.forecast.baselines; purchases are transactions or purchase events, as
+long as both sides count the same); other keys of pred (a baseline's "params") are ignored.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ log = logging.getLogger(__name__)
 NAMES = {
     "neural": "segment-engine (neural)",
     "bgnbd_gamma_gamma": "BG/NBD + Gamma-Gamma",
-    "rfm_quantile": "RFM quantiles",
-    "naive": "naive same rate",
+    "pareto_nbd": "Pareto/NBD + Gamma-Gamma",
+    "naive": "rate x horizon",
+    "rfm_quantile": "RFM cells",
+    "zero": "zero",
 }
 COLUMNS = (
     ("mae", "MAE"),
@@ -27,7 +30,7 @@ COLUMNS = (
     ("total_error", "total error %"),
     ("spearman", "Spearman"),
     ("auc_buys_again", "AUC buys-again"),
-    ("top10_revenue_capture", "top-10% revenue capture"),
+    ("top10_revenue_capture", "top-10% revenue share"),
 )
 PERCENT = {"total_error", "spend_total_error", "top10_revenue_capture"}
 

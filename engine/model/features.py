@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from engine.data.store import SequenceStore
+from engine.forecast.transactions import transaction_starts
 
 CATEGORICAL_FIELDS = ("event_type", "item_id", "category", "channel")
 N_NUMERIC = 11
-CONTEXT_FEATURES = 10  # forecast context per customer, see engine.model.datamodule.forecast_context
+CONTEXT_FEATURES = 18  # forecast context per customer, see engine.model.datamodule.forecast_context
 DAY = 86400.0
 
 
@@ -26,7 +27,8 @@ class StoreIndex:
     """Per-event lookups computed once per store: a sortable (customer, time) key and running purchase sums.
 
     key: int64 [n_events] customer_row << bits | (ts - t0), ascending; cum_purchases / cum_spend: float64
-    [n_events + 1] running totals of purchase events and their amounts (unknown amounts count as 0)."""
+    [n_events + 1] running totals of transactions (of ``unit``, see engine.forecast.transactions) and of
+    purchase amounts (unknown amounts count as 0)."""
 
     key: np.ndarray
     t0: int
@@ -34,9 +36,10 @@ class StoreIndex:
     cum_purchases: np.ndarray
     cum_spend: np.ndarray
     last_purchase: np.ndarray  # int64 [n_events + 1]: index of the latest purchase before event i (-1: none)
+    next_purchase: np.ndarray  # int64 [n_events + 1]: index of the first purchase at or after event i (n: none)
 
     @classmethod
-    def build(cls, store: SequenceStore) -> StoreIndex:
+    def build(cls, store: SequenceStore, unit: str = "basket") -> StoreIndex:
         ts = np.asarray(store.columns["ts"])
         t0 = int(ts.min()) if len(ts) else 0
         bits = max(1, (int(ts.max()) - t0 + 1).bit_length()) if len(ts) else 1
@@ -44,11 +47,13 @@ class StoreIndex:
         key = (store.customer_rows() << bits) | (ts - t0)
         purchase = store.is_purchase()
         amount = np.nan_to_num(np.asarray(store.columns["amount"], dtype=np.float64), nan=0.0)
-        cum_purchases = np.concatenate([[0.0], np.cumsum(purchase, dtype=np.float64)])
+        cum_purchases = np.concatenate([[0.0], np.cumsum(transaction_starts(store, unit), dtype=np.float64)])
         cum_spend = np.concatenate([[0.0], np.cumsum(np.where(purchase, amount, 0.0))])
         positions = np.where(purchase, np.arange(len(purchase), dtype=np.int64), -1)
         last_purchase = np.concatenate([[-1], np.maximum.accumulate(positions)]) if len(positions) else np.array([-1])
-        return cls(key, t0, bits, cum_purchases, cum_spend, last_purchase)
+        after = np.where(purchase, np.arange(len(purchase), dtype=np.int64), len(purchase))
+        next_purchase = np.append(np.minimum.accumulate(after[::-1])[::-1], len(purchase)).astype(np.int64)
+        return cls(key, t0, bits, cum_purchases, cum_spend, last_purchase, next_purchase)
 
     def first_at_or_after(self, rows: np.ndarray, times: np.ndarray) -> np.ndarray:
         """int64 [B]: global index of each customer's first event with ts >= time (its end if none)."""

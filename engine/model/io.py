@@ -32,7 +32,7 @@ def load_model(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Cust
     payload = torch.load(path, map_location=map_location, weights_only=False)
     hp = payload["hparams"]
     model = instantiate(payload["model_config"], vocab_sizes=hp["vocab_sizes"], spend_scale=hp["spend_scale"],
-                        forecast_weight=hp["forecast_weight"], _convert_="all")
+                        forecast_weight=hp["forecast_weight"], unit=hp.get("unit", "basket"), _convert_="all")
     # Bundles written before switched-off objectives stopped building parameters carry their unused weights.
     missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
     unused = [k for k in unexpected if k == "item_vectors" or k.startswith("head.")]

@@ -22,9 +22,6 @@ def coles_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> tor
     return per_view.mean()
 
 
-def poisson_nll(log_rate: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    return log_rate.exp() - count * log_rate
-
 
 def tweedie_deviance(log_mu: torch.Tensor, y: torch.Tensor, p: float = TWEEDIE_POWER) -> torch.Tensor:
     """Tweedie negative log-likelihood (up to terms free of mu), log link, 1 < p < 2: zeros and a heavy tail."""
@@ -32,13 +29,18 @@ def tweedie_deviance(log_mu: torch.Tensor, y: torch.Tensor, p: float = TWEEDIE_P
 
 
 def forecast_loss(predicted: dict[str, torch.Tensor], count: torch.Tensor, spend: torch.Tensor,
-                  weight: torch.Tensor) -> torch.Tensor:
-    """Weighted mean of Poisson (purchases), Tweedie (spend) and logistic (no purchase) losses, each [B]."""
-    churn = (count == 0).float()
-    total = (poisson_nll(predicted["log_count"], count)
-             + tweedie_deviance(predicted["log_spend"], spend)
-             + F.binary_cross_entropy_with_logits(predicted["churn_logit"], churn, reduction="none"))
-    return (total * weight).sum() / weight.sum().clamp(min=1.0)
+                  horizon: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Weighted mean over pairs [B] of the zero-inflated Poisson negative log-likelihood of the transactions
+    in each window of ``horizon`` days (p_alive, rate x days) plus the Tweedie loss of its spend (mean
+    p_alive x spend rate x days)."""
+    days = horizon
+    expected = predicted["log_rate"].exp() * days
+    log_alive, log_dead = F.logsigmoid(predicted["alive_logit"]), F.logsigmoid(-predicted["alive_logit"])
+    log_zero = torch.logaddexp(log_dead, log_alive - expected)
+    log_some = log_alive + count * torch.log(expected.clamp(min=1e-12)) - expected - torch.lgamma(count + 1)
+    counts = -torch.where(count > 0, log_some, log_zero)
+    money = tweedie_deviance(log_alive + predicted["log_spend_rate"] + torch.log(days.clamp(min=1e-12)), spend)
+    return ((counts + money) * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def item_loss(logits: torch.Tensor, views: dict, labels: torch.Tensor, n_customers: int) -> torch.Tensor:

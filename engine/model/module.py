@@ -3,9 +3,10 @@
 CoLES: random slices of one customer's history are positives, slices of other customers in the batch are
 negatives (multi-positive InfoNCE on cosine similarity). Beside it, each view's embedding predicts the items
 of the customer's other views (cosine logits against a vector per item), so that customers who buy alike lie
-close: what lookalike audiences need. The forecasting head reads the encoder state of a
-history cut at T plus recency context and predicts purchases and spend in the next horizon (Poisson and
-Tweedie losses) and the probability of no purchase (logistic).
+close: what lookalike audiences need. The forecasting head reads the recency, frequency and spend context
+of a history cut at T (and, with head_state, the encoder state) and predicts the customer's purchase
+process as of T (p_alive, transactions and spend per day while alive; see engine.forecast.process). It is
+fitted after the encoder, on windows of many lengths (engine.model.head): one model answers every horizon.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from engine.data.memory import keep_freed_memory
 from engine.model.encoder import EventEmbedding
 from engine.model.features import CONTEXT_FEATURES
 from engine.model.gru import Packing
-from engine.model.losses import coles_loss, forecast_loss, item_loss
+from engine.model.losses import coles_loss, item_loss
+
+HEAD_WIDTH = 64
+HEADS = 5
+INITIAL_ALIVE_LOGIT = 3.0  # p_alive 0.95 before training
+TENURE, COUNT, SPEND = 2, 3, 10  # columns of the forecast context (engine.model.datamodule.forecast_context)
 
 
 class CustomerEncoder(pl.LightningModule):
@@ -30,7 +36,8 @@ class CustomerEncoder(pl.LightningModule):
     def __init__(self, vocab_sizes: list[int], encoder: Callable[..., nn.Module], dim: int = 128,
                  out_dim: int = 64, temperature: float = 0.1, lr: float = 2e-3, weight_decay: float = 1e-4,
                  dropout: float = 0.1, forecast_weight: float = 0.0, spend_scale: float = 1.0,
-                 item_weight: float = 1.0, item_head_size: int = 8192):
+                 item_weight: float = 1.0, item_head_size: int = 8192, unit: str = "basket",
+                 head_state: bool = False):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
         self.embed = EventEmbedding(vocab_sizes, dim, dropout)
@@ -38,7 +45,30 @@ class CustomerEncoder(pl.LightningModule):
         self.project = nn.Linear(dim, out_dim)
         # Only the parts an objective trains are built: DDP requires every parameter to get a gradient.
         if forecast_weight:
-            self.head = nn.Sequential(nn.Linear(dim + CONTEXT_FEATURES, dim), nn.GELU(), nn.Linear(dim, 3))
+            # The encoder state is left out by default: fitted with it, the head learnt customers by heart
+            # (19-week forecast of a grocery log: MAE 8.50 with the state, 8.37 without).
+            width = (dim if head_state else 0) + CONTEXT_FEATURES
+            # HEADS members fitted side by side from different starts; the forecast is their mean (a fit on
+            # a few thousand customers moves with its start more than the margins it is judged on)
+            self.head = nn.ModuleList(
+                nn.Sequential(nn.Linear(width, HEAD_WIDTH), nn.GELU(), nn.Linear(HEAD_WIDTH, HEAD_WIDTH), nn.GELU(),
+                              nn.Linear(HEAD_WIDTH, 3)) for _ in range(HEADS))
+            for member in self.head:  # each starts at the prior below and learns corrections
+                nn.init.zeros_(member[-1].weight)
+                nn.init.zeros_(member[-1].bias)
+            # Gamma-Poisson prior of the rate, (transactions + r) / (tenure + alpha), and of the value per
+            # transaction, (spend + c x mean) / (transactions + c): log r, log alpha (days), log c
+            self.log_prior = nn.Parameter(torch.tensor([0.0, 1.6, 0.0]))
+            # fitted after the encoder, on pairs of its frozen states (engine.model.head): no gradient before
+            for p in (*self.head.parameters(), self.log_prior):
+                p.requires_grad_(False)
+        # the purchase process past the log's span: its length (days) and the drop-out beyond (per day)
+        self.register_buffer("span_days", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("decay_per_day", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("mean_value", torch.ones(()))  # spend per transaction over the base, money
+        # The context's standardisation, from the training base (set_context_scale); saved with the weights.
+        self.register_buffer("context_mean", torch.zeros(CONTEXT_FEATURES))
+        self.register_buffer("context_scale", torch.ones(CONTEXT_FEATURES))
         # Item affinity: cosine logits between the embedding and one vector per (frequent) item.
         self.n_head_items = min(vocab_sizes[1], item_head_size)
         if item_weight:
@@ -64,25 +94,48 @@ class CustomerEncoder(pl.LightningModule):
     def embedding(self, state: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.project(state).float(), dim=-1)
 
-    def forecast(self, state: torch.Tensor, context: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per row: log expected purchases, log expected spend (in spend_scale units), logit of no purchase."""
-        out = self.head(torch.cat([state, context.to(state.dtype)], dim=-1)).float()
-        return {"log_count": out[:, 0].clamp(-20, 12), "log_spend": out[:, 1].clamp(-20, 16),
-                "churn_logit": out[:, 2]}
+    def set_context_scale(self, context: torch.Tensor) -> None:
+        """Standardise the forecast context [N, CONTEXT_FEATURES] by the mean and spread of these rows."""
+        context = context.double()
+        self.context_mean.copy_(context.mean(0))
+        self.context_scale.copy_(context.std(0).clamp(min=1e-3))
+        count, spend = torch.expm1(context[:, COUNT]).sum(), torch.expm1(context[:, SPEND]).sum()
+        self.mean_value.fill_(float(spend / count) if count > 0 else self.spend_scale)
+
+    @property
+    def decay(self) -> float:
+        """The drop-out per day of an alive customer past the span (engine.forecast.process)."""
+        return float(self.decay_per_day)
+
+    @property
+    def span(self) -> float:
+        """Days of the longest window the head was fitted on: the log's span."""
+        return float(self.span_days)
+
+    def forecast(self, state: torch.Tensor, context: torch.Tensor, member: int | None = None) -> dict[str, torch.Tensor]:
+        """Per row: log transactions per day while alive, logit of p_alive, log spend per day while alive
+        (in spend_scale units): the mean of the head's members, or one ``member``'s."""
+        raw = context.to(self.context_mean.device).float()
+        scaled = (raw - self.context_mean) / self.context_scale
+        inputs = torch.cat([state, scaled.to(state.dtype)], dim=-1) if self.hparams.head_state else scaled
+        if member is None:
+            out = torch.stack([m(inputs) for m in self.head]).mean(0).float()
+        else:
+            out = self.head[member](inputs).float()
+        count, tenure, spend = torch.expm1(raw[:, COUNT]), torch.expm1(raw[:, TENURE]), torch.expm1(raw[:, SPEND])
+        r, alpha, c = self.log_prior.exp()
+        log_rate = torch.log((count + r) / (tenure + alpha)) + out[:, 0]
+        log_value = torch.log((spend + c * self.mean_value) / (count + c) / self.spend_scale)
+        return {"log_rate": log_rate.clamp(-14, 6), "alive_logit": out[:, 1] + INITIAL_ALIVE_LOGIT,
+                "log_spend_rate": (log_rate + log_value + out[:, 2]).clamp(-14, 12)}
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.embedding(self.state(batch))
 
     def _losses(self, batch: dict, stage: str) -> torch.Tensor:
-        views, pairs = batch["views"], batch.get("forecast") if self.forecast_weight else None
-        n_views = len(views["lengths"])
-        if pairs is None:
-            states = self.state(views)
-        else:  # one encoder pass: each view's last state, then each forecast pair's prefix state
-            rows = torch.cat([torch.arange(n_views, device=pairs["pair_row"].device), pairs["pair_row"] + n_views])
-            steps = torch.cat([views["lengths"].to(rows.device) - 1, pairs["pair_step"]])
-            states = self.state(_stack(views, pairs), rows, steps)
-        z = self.embedding(states[:n_views])
+        views = batch["views"]
+        states = self.state(views)
+        z = self.embedding(states)
         loss = coles_loss(z, batch["labels"], self.temperature)
         self.log(f"{stage}_coles", loss, prog_bar=stage == "train", batch_size=len(batch["rows"]))
         if self.item_weight:
@@ -90,11 +143,6 @@ class CustomerEncoder(pl.LightningModule):
             i_loss = item_loss(logits, views, batch["labels"], len(batch["rows"]))
             self.log(f"{stage}_items", i_loss, prog_bar=stage == "train", batch_size=len(batch["rows"]))
             loss = loss + self.item_weight * i_loss
-        if pairs is not None:
-            predicted = self.forecast(states[n_views:], pairs["context"])
-            f_loss = forecast_loss(predicted, pairs["count"], pairs["spend"], pairs["weight"])
-            self.log(f"{stage}_forecast", f_loss, prog_bar=stage == "train", batch_size=len(batch["rows"]))
-            loss = loss + self.forecast_weight * f_loss
         self.log(f"{stage}_loss", loss, batch_size=len(batch["rows"]), sync_dist=stage == "val")
         return loss
 
@@ -112,9 +160,9 @@ class CustomerEncoder(pl.LightningModule):
         out = {"rows": batch["rows"], "embedding": self.embedding(state)}
         if self.forecast_weight:
             f = self.forecast(state, batch["context"])
-            out["expected_purchases"] = f["log_count"].exp() * self.calibration[0]
-            out["expected_spend"] = f["log_spend"].exp() * self.spend_scale * self.calibration[1]
-            out["p_churn"] = torch.sigmoid(f["churn_logit"])
+            out["p_alive"] = torch.sigmoid(f["alive_logit"])
+            out["rate"] = f["log_rate"].exp() * self.calibration[0]
+            out["spend_rate"] = f["log_spend_rate"].exp() * self.spend_scale * self.calibration[1]
         return out
 
     def configure_optimizers(self):
@@ -122,14 +170,3 @@ class CustomerEncoder(pl.LightningModule):
         # the fused kernel: one pass over all parameters (0.16 ms a step on 2 CPU cores, the default 1 ms)
         fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, fused=fused or None)
-
-
-def _stack(a: dict, b: dict) -> dict:
-    """Two padded event batches as one (rows of a, then rows of b), padded to the wider of the two."""
-    width = max(a["cat"].shape[1], b["cat"].shape[1])
-
-    def pad(x: torch.Tensor) -> torch.Tensor:
-        return F.pad(x, (0, 0, 0, width - x.shape[1]))
-
-    return {"cat": torch.cat([pad(a["cat"]), pad(b["cat"])]), "num": torch.cat([pad(a["num"]), pad(b["num"])]),
-            "lengths": torch.cat([a["lengths"], b["lengths"]])}

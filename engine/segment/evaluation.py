@@ -15,6 +15,7 @@ import numpy as np
 
 from engine.data.store import SequenceStore
 from engine.forecast import baselines
+from engine.forecast.transactions import transaction_unit
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def evaluate(history: SequenceStore, future: SequenceStore, as_of: int, segmenta
     labels = dict(segmentations)
     labels["rfm_kmeans"] = rfm_kmeans(history, as_of, seed=seed)
     labels["rfm_cells"] = rfm_cells(history, as_of)
-    bg = baselines.bgnbd_gamma_gamma(history, as_of, window)
+    bg = baselines.bgnbd_gamma_gamma(history, as_of, window, transaction_unit(history))
     if bg is not None:
         labels["bgnbd_tiles"] = tiles(bg["expected_spend"])
     out = {}

@@ -76,6 +76,45 @@ def _dendrogram_figure(hierarchy) -> Figure:
     return fig
 
 
+def _value_figure(profiles: pa.Table) -> Figure:
+    """Each segment's expected spend over the forecast horizon and its discounted lifetime value, totals."""
+    segments = profiles.column("segment").to_numpy()
+    size = profiles.column("size").to_numpy().astype(np.float64)
+    horizon = np.nan_to_num(profiles.column("mean_expected_spend").to_numpy(zero_copy_only=False) * size)
+    lifetime = np.nan_to_num(profiles.column("mean_lifetime_value").to_numpy(zero_copy_only=False) * size)
+    fig = Figure(figsize=(8, 3))
+    ax = fig.subplots()
+    ax.bar(segments - 0.2, horizon, width=0.4, color="#4c72b0", label="expected spend, forecast horizon")
+    ax.bar(segments + 0.2, lifetime, width=0.4, color="#dd8452", label="lifetime value (discounted)")
+    ax.set_xlabel("segment")
+    ax.set_ylabel("total, money")
+    ax.set_title("Value by segment")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def cumulative_revenue_html(predicted: dict[str, np.ndarray], actual: np.ndarray, names: dict[str, str],
+                            horizon_days: float) -> str:
+    """An <img>: the share of the horizon's actual revenue held by the top x% of customers as each method
+    ranks them by predicted spend (the higher the curve, the better the ranking), beside the perfect one."""
+    actual = np.asarray(actual, dtype=np.float64)
+    total = actual.sum()
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    share = np.arange(1, len(actual) + 1) / max(len(actual), 1)
+    curves = {"perfect (actual spend)": actual, **{names.get(k, k): v for k, v in predicted.items()}}
+    for label, score in curves.items():
+        order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
+        ax.plot(100 * share, 100 * np.cumsum(actual[order]) / max(total, 1e-12), label=label,
+                linestyle="--" if label.startswith("perfect") else "-")
+    ax.set_xlabel("top % of customers by predicted spend")
+    ax.set_ylabel("% of actual revenue")
+    ax.set_title(f"Cumulative revenue over the {horizon_days:g} days after the cutoff")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 def _cell(value) -> str:
     if isinstance(value, float):
         return "" if np.isnan(value) else f"{value:.4g}"
@@ -94,8 +133,9 @@ def table_html(table: pa.Table) -> str:
 
 def _overview_html(profiles: pa.Table) -> str:
     """The segments as a marketer reads them: name, size, value, what they buy more than the base (lift)."""
+    forecast = "mean_lifetime_value" in profiles.column_names
     head = ("segment", "name", "customers", "share", "value tier", "mean spend so far", "buys more than average",
-            "lapsing")
+            "lapsing", *(("still active (p_alive)", "mean lifetime value") if forecast else ()))
     rows = []
     for p in profiles.to_pylist():
         lifted = ", ".join(f"{c.lower()} ×{x:.1f}" for c, x in zip(p["distinctive_categories"], p["category_lift"],
@@ -103,6 +143,9 @@ def _overview_html(profiles: pa.Table) -> str:
         cells = (p["segment"], p["name"], f"{p['size']:,}", f"{p['share']:.1%}", p["value_tier"],
                  "" if p["mean_spend"] is None or np.isnan(p["mean_spend"]) else f"{p['mean_spend']:,.2f}", lifted,
                  "" if np.isnan(p["lapsing_share"]) else f"{p['lapsing_share']:.0%}")
+        if forecast:
+            cells += tuple("" if p[c] is None or np.isnan(p[c]) else fmt.format(p[c])
+                           for c, fmt in (("mean_p_alive", "{:.0%}"), ("mean_lifetime_value", "{:,.2f}")))
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     header = "".join(f"<th>{h}</th>" for h in head)
     return (f"<h2>What sets each segment apart</h2><table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}"
@@ -132,6 +175,8 @@ def write_report(
         _projection_figure(np.asarray(embeddings), labels),
         _dendrogram_figure(hierarchy),
     ]
+    if "mean_lifetime_value" in profiles.column_names and "mean_expected_spend" in profiles.column_names:
+        figures.append(_value_figure(profiles))
     sections = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{len(labels)} customers in {profiles.num_rows} segments; levels {html.escape(str(hierarchy.levels))}.</p>",
@@ -139,6 +184,7 @@ def write_report(
         "<h2>Segment sizes</h2>" + _png(figures[0]),
         "<h2>Embedding projection</h2>" + _png(figures[1]),
         "<h2>Hierarchy</h2>" + _png(figures[2]),
+        *(["<h2>Value by segment</h2>" + _png(figures[3])] if len(figures) > 3 else []),
         "<h2>Segment profiles</h2>" + table_html(profiles),
     ]
     for heading, content in (extra_tables or {}).items():

@@ -10,13 +10,13 @@ import numpy as np
 import pyarrow as pa
 
 from engine.bundle import Bundle, UnknownCustomer
+from engine.forecast.process import forecast_answer
 from engine.index import signature
 from engine.index.lookalike import audience_size, best_rows, lookalike
 from engine.segment.hierarchy import Hierarchy
 from engine.service.schemas import LookalikeRequest
 
 JSON_COLUMNS = ("channel_mix",)  # profile columns stored as JSON strings
-FORECAST_COLUMNS = ("expected_purchases", "expected_spend", "p_churn", "p_alive")
 
 
 class UnknownSegment(KeyError):
@@ -66,7 +66,9 @@ def health(bundle: Bundle) -> dict:
     }
 
 
-def customer(bundle: Bundle, customer_id: str) -> dict:
+def customer(bundle: Bundle, customer_id: str, horizon_days: float | None = None) -> dict:
+    """Segment, path and forecast of a stored customer; the forecast answers ``horizon_days`` (default the
+    bundle's forecast.horizon_days) from the customer's fitted purchase process (engine.forecast.process)."""
     c = bundle.customers
     row = c.row.get(customer_id)
     if row is None:
@@ -83,8 +85,7 @@ def customer(bundle: Bundle, customer_id: str) -> dict:
     }
     if c.forecast is not None:
         f = c.forecast.slice(row, 1).to_pylist()[0]
-        answer["forecast"] = {name: f[name] for name in FORECAST_COLUMNS if name in f}
-        answer["forecast"].update(as_of=bundle.as_of, horizon_days=bundle.manifest.get("horizon_days"))
+        answer["forecast"] = {"as_of": bundle.as_of, **forecast_answer(f, bundle.forecast_meta, horizon_days)}
     return json_safe(answer)
 
 

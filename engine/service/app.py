@@ -27,7 +27,7 @@ from engine.bundle import Bundle, BundleError, UnknownCustomer
 from engine.data.events import EventLogError
 from engine.embed.online import score_events, scorer
 from engine.service import answers
-from engine.service.schemas import LookalikeRequest, ReloadRequest, ScoreRequest
+from engine.service.schemas import MAX_HORIZON_DAYS, LookalikeRequest, ReloadRequest, ScoreRequest
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +143,17 @@ def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None =
         return answers.segment(bundle, segment_id)
 
     @app.get("/customers/{customer_id:path}", summary="A customer's segment, hierarchy path and forecast")
-    def get_customer(customer_id: str, bundle: Current) -> dict:
-        return answers.customer(bundle, customer_id)
+    def get_customer(
+        customer_id: str,
+        bundle: Current,
+        horizon_days: Annotated[float | None, Query(gt=0, le=MAX_HORIZON_DAYS)] = None,
+    ) -> dict:
+        return answers.customer(bundle, customer_id, horizon_days)
 
     @app.post("/score", summary="Score events in real time (a known customer's history comes first)")
     def score(body: ScoreRequest, bundle: Current, include_embedding: bool = False) -> JSONResponse:
         events = [vars(event) for event in body.events]  # the validated fields, not copied
-        return JSONResponse(score_events(bundle, events, body.customer_id, include_embedding))
+        return JSONResponse(score_events(bundle, events, body.customer_id, include_embedding, body.horizon_days))
 
     @app.post("/lookalike", summary="The customers most like the seeds, ranked, one page at a time")
     def lookalike(

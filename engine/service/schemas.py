@@ -50,6 +50,9 @@ class Event(BaseModel):
     channel: Token | None = None
 
 
+MAX_HORIZON_DAYS = 36_500  # a century: a forecast horizon in days
+
+
 class ScoreRequest(BaseModel):
     """A known customer's new events are appended to their stored history; otherwise a new customer."""
 
@@ -57,6 +60,7 @@ class ScoreRequest(BaseModel):
 
     customer_id: Token | None = None
     events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
+    horizon_days: float | None = Field(default=None, gt=0, le=MAX_HORIZON_DAYS)  # default: the bundle's
 
 
 class LookalikeRequest(BaseModel):

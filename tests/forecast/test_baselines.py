@@ -1,40 +1,26 @@
-"""Forecast baselines: RFM inputs and the naive rate by hand, RFM quantiles on a constructed base, BG/NBD on a
-generated log."""
+"""Forecast baselines: RFM inputs, the rate x horizon and zero by hand, RFM cells on a constructed base (also over
+a horizon as long as the history), BG/NBD and Pareto/NBD on a generated log."""
 
 import logging
 import sys
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 
-from engine.data.store import build_store
-from engine.data.synthetic import SyntheticConfig, generate
-from engine.forecast import all_baselines, bgnbd_gamma_gamma, future_truth, naive, rfm_inputs, rfm_quantile
+from engine.forecast import (
+    all_baselines,
+    bgnbd_gamma_gamma,
+    naive,
+    pareto_nbd,
+    rfm_inputs,
+    rfm_quantile,
+    transaction_inputs,
+    zero,
+)
 
 DAY = 86400
-T0 = 1_700_006_400  # a UTC midnight
-
-
-def make_store(events):
-    """events: [(customer_id, day (float, from T0), event_type, amount or None)] -> SequenceStore."""
-    customer, day, kind, amount = zip(*events, strict=True)
-    n = len(events)
-    table = pa.table(
-        {
-            "customer_id": pa.array(customer, pa.string()),
-            "ts": pa.array(T0 + np.round(np.array(day) * DAY).astype(np.int64)),
-            "event_type": pa.array(kind, pa.string()),
-            "item_id": pa.array(["i1"] * n, pa.string()),
-            "category": pa.array([None] * n, pa.string()),
-            "channel": pa.array([None] * n, pa.string()),
-            "amount": pa.array(amount, pa.float64()),
-            "quantity": pa.array([1.0] * n, pa.float64()),
-        }
-    )
-    return build_store(table, ["purchase"], ["return"])[0]
-
+T0 = 1_700_006_400  # as in conftest: a UTC midnight
+KEYS = ("expected_purchases", "expected_spend", "p_buy")
 
 HAND = [
     ("a", 0.5, "purchase", 10.0),
@@ -50,7 +36,7 @@ HAND = [
 AS_OF = T0 + 20 * DAY
 
 
-def test_rfm_inputs_by_hand():
+def test_rfm_inputs_by_hand(make_store):
     f = rfm_inputs(make_store(HAND), AS_OF)
     expected = {  # rows a, b, c
         "frequency": [2, 0, 0],  # purchase days 0, 3, 10 -> 2 repeat days
@@ -68,140 +54,118 @@ def test_rfm_inputs_by_hand():
         np.testing.assert_allclose(f[key], values, atol=1e-9, err_msg=key)
 
 
-def test_naive_by_hand():
-    pred = naive(make_store(HAND), AS_OF, horizon_days=10)
-    # a: 4 purchases over 19.5 days; c: its 0.1-day tenure is floored at 1 day
-    np.testing.assert_allclose(pred["expected_purchases"], [4 / 19.5 * 10, 0, 10])
+def test_rate_times_horizon_and_zero_by_hand(make_store):
+    store = make_store(HAND)
+    pred = naive(store, AS_OF, 10, "day")
+    # a: 3 purchase days over 19.5 days (4 baskets in basket units); c: its 0.1-day tenure is floored at 1 day
+    np.testing.assert_allclose(pred["expected_purchases"], [3 / 19.5 * 10, 0, 10])
+    np.testing.assert_allclose(
+        naive(store, AS_OF, 10, "basket")["expected_purchases"], [4 / 19.5 * 10, 0, 10]
+    )
     np.testing.assert_allclose(pred["expected_spend"], [35 / 19.5 * 10, 0, 70])
     np.testing.assert_allclose(pred["p_buy"], 1 - np.exp(-pred["expected_purchases"]))
+    nothing = zero(store, AS_OF, 10, "day")
+    assert set(nothing) == set(KEYS)
+    assert all(
+        nothing[k].shape == (3,) and nothing[k].dtype == np.float64 and not nothing[k].any() for k in KEYS
+    )
 
 
-def test_future_truth_counts_purchases_and_known_amounts():
-    truth = future_truth(make_store(HAND).after(T0 + 3 * DAY))
-    np.testing.assert_allclose(truth["purchases"], [2, 0, 1])
-    np.testing.assert_allclose(truth["spend"], [20, 0, 7])
-
-
-def rfm_base():
-    """60 days, as_of day 60, H 20 (calibration cut at day 40). 30 frequent buyers (every 2 days, 10 each in
-    [40, 60)); 30 lapsed (days 1 and 3), of whom 6 buy again on day 50. All amounts 10."""
+def rfm_base(make_store):
+    """60 days, as_of day 60. 30 frequent buyers (every 2 days from day 0.5); 30 lapsed (days 1.5 and 3.5), of
+    whom 6 buy again on day 50.5. All amounts 10."""
     events = [(f"a{i:02d}", d + 0.5, "purchase", 10.0) for i in range(30) for d in range(0, 60, 2)]
     events += [(f"b{i:02d}", d + 0.5, "purchase", 10.0) for i in range(30) for d in (1, 3)]
     events += [(f"b{i:02d}", 50.5, "purchase", 10.0) for i in range(6)]
     return make_store(events), T0 + 60 * DAY
 
 
-def test_rfm_quantile_reproduces_cell_means_and_falls_back():
-    store, as_of = rfm_base()
-    pred = rfm_quantile(store, as_of, horizon_days=20, q=2, min_cell=5)
-    frequent, lapsed, came_back = np.arange(30), np.arange(36, 60), np.arange(30, 36)
+FREQUENT, CAME_BACK, LAPSED = np.arange(30), np.arange(30, 36), np.arange(36, 60)
+
+
+def test_rfm_cells_reproduce_cell_means_and_fall_back(make_store):
+    store, as_of = rfm_base(make_store)
+    pred = rfm_quantile(store, as_of, 20, "basket", q=2, min_cell=5)  # replays [40, 60): H <= half the span
     # calibration cells: frequent bought 10 (spend 100) each; 6 of 30 lapsed bought once
-    np.testing.assert_allclose(pred["expected_purchases"][frequent], 10)
-    np.testing.assert_allclose(pred["expected_spend"][frequent], 100)
-    np.testing.assert_allclose(pred["p_buy"][frequent], 1)
-    np.testing.assert_allclose(pred["expected_purchases"][lapsed], 0.2)
-    np.testing.assert_allclose(pred["expected_spend"][lapsed], 2)
-    np.testing.assert_allclose(pred["p_buy"][lapsed], 0.2)
+    np.testing.assert_allclose(pred["expected_purchases"][FREQUENT], 10)
+    np.testing.assert_allclose(pred["expected_spend"][FREQUENT], 100)
+    np.testing.assert_allclose(pred["p_buy"][FREQUENT], 1)
+    np.testing.assert_allclose(pred["expected_purchases"][LAPSED], 0.2)
+    np.testing.assert_allclose(pred["expected_spend"][LAPSED], 2)
+    np.testing.assert_allclose(pred["p_buy"][LAPSED], 0.2)
     # recent but infrequent: no calibration customer in its R x F cell -> the recent R cell (the frequent)
-    np.testing.assert_allclose(pred["expected_purchases"][came_back], 10)
+    np.testing.assert_allclose(pred["expected_purchases"][CAME_BACK], 10)
 
 
-def test_rfm_quantile_without_calibration_history_is_none(caplog):
+def test_rfm_cells_over_a_horizon_as_long_as_the_history(make_store):
+    store, as_of = rfm_base(make_store)
+    pred = rfm_quantile(store, as_of, 60, "basket", q=2, min_cell=5)
+    # replays the last half span, 29.75 days from day 30.25: frequent bought 15 times, 6 of 30 lapsed once
+    scale = 60 / 29.75
+    np.testing.assert_allclose(pred["expected_purchases"][FREQUENT], 15 * scale)
+    np.testing.assert_allclose(pred["expected_spend"][FREQUENT], 150 * scale)
+    np.testing.assert_allclose(pred["p_buy"][FREQUENT], 1)
+    np.testing.assert_allclose(pred["expected_purchases"][LAPSED], 0.2 * scale)
+    np.testing.assert_allclose(pred["p_buy"][LAPSED], 1 - 0.8**scale)
+    # a horizon longer than the history, and a history of 19.5 days, still get a forecast
+    assert rfm_quantile(store, as_of, 365, "basket") is not None
+    assert np.isfinite(rfm_quantile(make_store(HAND), AS_OF, 30, "basket")["expected_purchases"]).all()
+
+
+def test_rfm_cells_without_history_is_none(make_store, caplog):
     with caplog.at_level(logging.WARNING):
-        assert rfm_quantile(make_store(HAND), AS_OF, horizon_days=30) is None
+        assert rfm_quantile(make_store(HAND).before(T0), AS_OF, 30, "basket") is None
     assert "calibration cut" in caplog.text
 
 
-@pytest.fixture(scope="module")
-def generated():
-    """(history, future truth, as_of): 500 generated customers, cutoff day 300, horizon 30 days; customers
-    with history before the cutoff only."""
-    events, _ = generate(SyntheticConfig(n_customers=500, seed=0))
-    events = events.set_column(1, "ts", pc.cast(events["ts"], pa.int64()))
-    events = events.set_column(6, "quantity", pc.cast(events["quantity"], pa.float64()))
-    store = build_store(events, ["purchase"], ["return"])[0]
-    as_of = int(np.datetime64("2024-01-01", "s").astype(np.int64)) + 300 * DAY
-    rows = np.flatnonzero(store.before(as_of).lengths() > 0)
-    return (
-        store.before(as_of).take(rows),
-        future_truth(store.after(as_of, as_of + 30 * DAY).take(rows)),
-        as_of,
-    )
-
-
-def test_rfm_quantile_ranks_frequent_recent_above_lapsed(generated):
-    history, _, as_of = generated
-    f = rfm_inputs(history, as_of)
-    pred = rfm_quantile(history, as_of, 30)
+def test_rfm_cells_rank_frequent_recent_above_lapsed(generated):
+    history, _, as_of, unit = generated
+    f = transaction_inputs(history, as_of, unit)
+    pred = rfm_quantile(history, as_of, 30, unit)
     since_last = f["T"] - f["recency"]
-    active = (f["n_purchases"] >= np.quantile(f["n_purchases"], 0.8)) & (since_last <= 15)
-    lapsed = (f["n_purchases"] > 0) & (since_last >= 120)
+    active = (f["transactions"] >= np.quantile(f["transactions"], 0.8)) & (since_last <= 15)
+    lapsed = (f["transactions"] > 0) & (since_last >= 120)
     assert active.sum() >= 10 and lapsed.sum() >= 10
     assert pred["expected_purchases"][active].min() > pred["expected_purchases"][lapsed].max()
     assert pred["p_buy"][active].mean() > pred["p_buy"][lapsed].mean() + 0.3
 
 
-def test_bgnbd_total_within_half_of_realised(generated):
-    pytest.importorskip("lifetimes")
-    history, truth, as_of = generated
-    pred = bgnbd_gamma_gamma(history, as_of, 30)
-    assert pred is not None
-    for key in ("expected_purchases", "expected_spend", "p_buy"):
-        assert pred[key].shape == (history.n_customers,) and pred[key].dtype == np.float64
-        assert np.isfinite(pred[key]).all() and (pred[key] >= 0).all()
+def assert_forecast(pred, n):
+    for key in KEYS:
+        assert pred[key].shape == (n,) and pred[key].dtype == np.float64, key
+        assert np.isfinite(pred[key]).all() and (pred[key] >= 0).all(), key
     assert (pred["p_buy"] <= 1).all()
-    assert abs(pred["expected_purchases"].sum() / truth["purchases"].sum() - 1) < 0.5
-    assert abs(pred["expected_spend"].sum() / truth["spend"].sum() - 1) < 0.5
-    assert set(all_baselines(history, as_of, 30)) == {"naive", "rfm_quantile", "bgnbd_gamma_gamma"}
 
 
-def test_rfm_inputs_match_lifetimes_summary(generated):
-    pd = pytest.importorskip("pandas")
-    utils = pytest.importorskip("lifetimes.utils")
-    history, _, as_of = generated
-    p = history.is_purchase()
-    df = pd.DataFrame(
-        {
-            "customer": history.customer_rows()[p],
-            "amount": history.columns["amount"][p].astype(float),
-            "date": pd.to_datetime(history.columns["ts"][p], unit="s"),
-        }
-    )
-    summary = utils.summary_data_from_transaction_data(
-        df,
-        "customer",
-        "date",
-        monetary_value_col="amount",
-        observation_period_end=pd.Timestamp(as_of, unit="s"),
-    )
-    f = rfm_inputs(history, as_of)
-    rows = summary.index.to_numpy()
-    for ours, theirs in [
-        ("frequency", "frequency"),
-        ("recency", "recency"),
-        ("T", "T"),
-        ("monetary", "monetary_value"),
-    ]:
-        np.testing.assert_allclose(f[ours][rows], summary[theirs].to_numpy(), rtol=1e-6, err_msg=ours)
+@pytest.mark.parametrize(
+    ("baseline", "params"),
+    [(bgnbd_gamma_gamma, ("r", "alpha", "a", "b")), (pareto_nbd, ("r", "alpha", "s", "beta"))],
+)
+def test_lifetimes_totals_within_a_quarter_of_realised(generated, baseline, params):
+    pytest.importorskip("lifetimes")
+    history, truth, as_of, unit = generated
+    pred = baseline(history, as_of, 30, unit)
+    assert_forecast(pred, history.n_customers)
+    assert set(pred["params"]) == {*params, "penalizer", "p", "q", "v", "gamma_gamma_penalizer"}
+    assert all(np.isfinite(v) and isinstance(v, float) for v in pred["params"].values())
+    assert pred["params"]["penalizer"] == 0.0  # converges unpenalised: the ladder starts at 0
+    assert abs(pred["expected_purchases"].sum() / truth["purchases"].sum() - 1) < 0.25
+    assert abs(pred["expected_spend"].sum() / truth["spend"].sum() - 1) < 0.25
 
 
-def test_bgnbd_without_lifetimes_is_none_and_logged(monkeypatch, caplog):
+def test_all_baselines(generated, make_store):
+    pytest.importorskip("lifetimes")
+    history, _, as_of, unit = generated
+    results = all_baselines(history, as_of, 30, unit)
+    assert list(results) == ["bgnbd_gamma_gamma", "pareto_nbd", "naive", "rfm_quantile", "zero"]
+    for pred in results.values():
+        assert_forecast(pred, history.n_customers)
+
+
+def test_lifetimes_missing_is_none_and_logged(make_store, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "lifetimes", None)  # makes `import lifetimes` raise ImportError
     with caplog.at_level(logging.WARNING):
-        assert bgnbd_gamma_gamma(make_store(HAND), AS_OF, 10) is None
-        assert set(all_baselines(make_store(HAND), AS_OF, 30)) == {"naive"}  # nor history before as_of - 30
+        assert bgnbd_gamma_gamma(make_store(HAND), AS_OF, 10, "basket") is None
+        assert pareto_nbd(make_store(HAND), AS_OF, 10, "basket") is None
+        assert set(all_baselines(make_store(HAND), AS_OF, 30, "basket")) == {"naive", "rfm_quantile", "zero"}
     assert "lifetimes" in caplog.text and "eval" in caplog.text
-
-
-def test_bgnbd_fit_failure_is_none_and_logged(monkeypatch, caplog):
-    lifetimes = pytest.importorskip("lifetimes")
-    from lifetimes.utils import ConvergenceError
-
-    def fail(*args, **kwargs):
-        print("optimiser state")  # lifetimes prints before raising: kept out of stdout
-        raise ConvergenceError("The model did not converge.")
-
-    monkeypatch.setattr(lifetimes.BetaGeoFitter, "fit", fail)
-    with caplog.at_level(logging.WARNING):
-        assert bgnbd_gamma_gamma(make_store(HAND), AS_OF, 10) is None
-    assert "did not converge" in caplog.text

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.forecast import compare, forecast_metrics, markdown
+from engine.forecast import NAMES, compare, forecast_metrics, markdown
 
 
 def forecast(purchases, spend, p_buy=None):
@@ -66,20 +66,33 @@ def test_undefined_metrics_are_nan_and_misalignment_fails():
 
 
 def test_compare_and_markdown():
+    zero = forecast(np.zeros(4), np.zeros(4), p_buy=np.zeros(4))
     table = compare(
         {
             "neural": forecast(TRUTH["purchases"], TRUTH["spend"]),
-            "naive": forecast([0.5, 2, 1, 3], [5, 5, 50, 0]),
+            "naive": forecast([0.5, 2, 1, 3], [5, 5, 50, 0]) | {"params": {"penalizer": 0.0}},  # ignored
             "my model": forecast([1, 1, 1, 1], [1, 1, 1, 1]),
+            "zero": zero,
         },
         TRUTH,
     )
-    assert list(table) == ["neural", "naive", "my model"]
+    assert list(table) == ["neural", "naive", "my model", "zero"]
     text = markdown(table)
     lines = text.splitlines()
     assert lines[0] == (
-        "| method | MAE | RMSE | total error % | Spearman | AUC buys-again | top-10% revenue capture |"
+        "| method | MAE | RMSE | total error % | Spearman | AUC buys-again | top-10% revenue share |"
     )
     assert lines[2] == "| segment-engine (neural) | 0.000 | 0.000 | +0.0% | 1.000 | 1.000 | 60.0% |"
-    assert lines[3].startswith("| naive same rate | 1.125 | ") and "| -18.8% |" in lines[3]
+    assert lines[3].startswith("| rate x horizon | 1.125 | ") and "| -18.8% |" in lines[3]
     assert lines[4].startswith("| my model |") and "n/a" in lines[4]  # constant prediction: no Spearman
+    assert lines[5] == "| zero | 2.000 | 2.739 | -100.0% | n/a | 0.500 | 0.0% |"
+
+
+def test_every_baseline_has_a_display_name():
+    assert {NAMES[k] for k in ("bgnbd_gamma_gamma", "pareto_nbd", "naive", "rfm_quantile", "zero")} == {
+        "BG/NBD + Gamma-Gamma",
+        "Pareto/NBD + Gamma-Gamma",
+        "rate x horizon",
+        "RFM cells",
+        "zero",
+    }

@@ -46,19 +46,58 @@ def test_random_slices_stay_inside_each_customer(store):
     assert (starts >= own_start).all() and (ends <= own_end).all() and (lengths >= 2).all()
 
 
-def test_forecast_context_counts_purchases_and_recency(store):
-    index = StoreIndex.build(store)
+def test_forecast_context_counts_transactions_spend_and_recency(store):
+    index = StoreIndex.build(store, "basket")
     as_of = T0 + 50 * DAY
     context = forecast_context(index, store, np.array([0]), store.offsets[1:2], np.array([as_of])).numpy()[0]
     assert context[0] == pytest.approx(np.log1p(10.0))  # last event 10 days ago
-    assert context[3] == pytest.approx(np.log1p(2.0))  # two purchases
-    assert context[4] == pytest.approx(np.log1p(1.0))  # one in the last 30 days
-    assert context[6] == pytest.approx(np.log1p(30.0))  # spend 10 + 20
-    assert context[8] == pytest.approx(np.log1p(10.0)) and context[9] == 1.0  # last purchase 10 days ago
-    # history cut before the second purchase: as of day 3, one purchase, 2 days ago
+    assert context[2] == pytest.approx(np.log1p(50.0))  # tenure: first event 50 days ago
+    assert context[3] == pytest.approx(np.log1p(2.0))  # two transactions
+    assert context[5] == pytest.approx(np.log1p(1.0))  # one in the last 28 days
+    assert context[9] == pytest.approx(2.0 / 50.0)  # transactions per day of tenure
+    assert context[10] == pytest.approx(np.log1p(30.0))  # spend 10 + 20
+    assert context[13] == pytest.approx(np.log1p(15.0))  # per transaction
+    assert context[14] == pytest.approx(np.log1p(10.0)) and context[15] == 1.0  # last purchase 10 days ago
+    assert context[16] == pytest.approx(np.log1p(39.0))  # days 1 and 40: one gap of 39 days
+    # history cut before the second purchase: as of day 3, one transaction, 2 days ago
     cut = index.first_at_or_after(np.array([0]), np.array([T0 + 3 * DAY]))
     early = forecast_context(index, store, np.array([0]), cut, np.array([T0 + 3 * DAY])).numpy()[0]
-    assert early[3] == pytest.approx(np.log1p(1.0)) and early[8] == pytest.approx(np.log1p(2.0))
+    assert early[3] == pytest.approx(np.log1p(1.0)) and early[14] == pytest.approx(np.log1p(2.0))
+
+
+def test_lines_of_one_basket_are_one_transaction():
+    events = pa.table({
+        "customer_id": ["a"] * 4, "ts": np.array([T0, T0, T0 + 60, T0 + DAY], dtype=np.int64),
+        "event_type": ["purchase"] * 4, "item_id": ["i1", "i2", "i3", "i1"], "category": ["c"] * 4,
+        "channel": ["store"] * 4, "amount": [1.0, 2.0, 3.0, 4.0], "quantity": [1.0] * 4,
+    })
+    one = build_store(events, ["purchase"], ["return"])[0]
+    assert StoreIndex.build(one, "basket").cum_purchases[-1] == 3  # two lines at T0 are one basket
+    assert StoreIndex.build(one, "day").cum_purchases[-1] == 2  # two purchase days
+
+
+def test_forecast_pairs_read_the_history_before_each_cutoff_and_count_its_window(store):
+    """Each pair is the last events before its own cutoff T (the step: its last event), with the
+    transactions in [T, T + h) for a window h from a week to the data's end."""
+    collate = TrainCollate(store, n_slices=2, min_len=1, max_len=2, horizon_days=5.0, forecast_max_len=8,
+                           spend_scale=1.0, forecast_samples=16, unit="basket")
+    pairs = collate.forecast_pairs(store.take(np.array([0, 1])), np.random.default_rng(0))
+    ts = np.asarray(store.columns["ts"])
+    end = ts.max() + 1
+    assert pairs["pair_row"].tolist() == list(range(32))
+    assert (pairs["pair_step"] == pairs["lengths"] - 1).all()
+    horizon = pairs["horizon"].numpy() * DAY
+    for j in range(16):  # customer a: events on days 0, 1, 2, 40 (purchases on days 1 and 40)
+        if pairs["weight"][j] == 0:
+            continue
+        n = int(pairs["lengths"][j])
+        as_of = ts[n - 1] + np.expm1(pairs["context"][j, 0].item()) * DAY  # T from "days since last event"
+        assert ts[n - 1] < as_of + 1 and (n == 4 or as_of <= ts[n] + 1)
+        assert 7 * DAY - 1 <= horizon[j] <= end - as_of + 1
+        bought = [i for i in (1, 3) if as_of <= ts[i] < as_of + horizon[j]]
+        assert pairs["count"][j].item() == pytest.approx(len(bought), abs=1e-6)
+    # customer b: a purchase on day 0 and a view on day 3; nothing bought after any cutoff
+    assert (pairs["count"][16:] == 0).all() and (pairs["weight"][16:] == 1).all()
 
 
 def test_split_is_a_stable_seeded_hash():
@@ -86,31 +125,3 @@ def test_item_loss_targets_the_other_views_items():
     wrong = torch.full((2, 3), -10.0)
     wrong[0, 1], wrong[1, 1] = 10.0, 10.0
     assert item_loss(right, views, labels, 1) < item_loss(wrong, views, labels, 1)
-
-
-def test_forecast_pairs_read_prefixes_of_one_history_and_count_the_future(store):
-    """Each pair's step is the history's last event before its cutoff T, and its count the purchases in
-    [T, T + H); the history ends where a whole horizon is left before the data's end."""
-    horizon_days = 5.0
-    collate = TrainCollate(store, n_slices=2, min_len=1, max_len=2,
-                           horizon_days=horizon_days, forecast_max_len=8, spend_scale=1.0, forecast_samples=16)
-    pairs = collate.forecast_pairs(store.take(np.array([0, 1])), np.random.default_rng(0))
-    ts = np.asarray(store.columns["ts"])
-    horizon = int(horizon_days * DAY)
-    # customer a: events on days 0, 1, 2, 40; the data ends on day 40, so the history stops before day 35
-    assert pairs["lengths"].tolist()[0] == 3
-    assert pairs["pair_row"].tolist() == [0] * 16 + [1] * 16
-    for j in range(16):
-        if pairs["pair_row"][j] != 0 or pairs["weight"][j] == 0:
-            continue
-        step = int(pairs["pair_step"][j])
-        assert 0 <= step < 3
-        last_before = ts[step]  # customer a's events start at index 0
-        following = ts[step + 1] if step + 1 < 4 else np.inf
-        as_of = T0 + np.expm1(pairs["context"][j, 0].item()) * DAY + (ts[step] - T0)  # T from "days since last"
-        assert last_before < as_of <= following + 1
-        purchases = [i for i in (1, 3) if as_of <= ts[i] < as_of + horizon]
-        assert pairs["count"][j].item() == pytest.approx(len(purchases), abs=1e-6)
-    # customer b: a purchase on day 0 and a view on day 3, both in its history; nothing bought after T
-    assert pairs["lengths"].tolist()[1] == 2 and (pairs["weight"][16:] == 1).all()
-    assert (pairs["count"][16:] == 0).all() and set(pairs["pair_step"][16:].tolist()) <= {0, 1}

@@ -125,5 +125,8 @@ def test_every_parameter_is_trained_whatever_the_objectives(forecast_weight, ite
                             item_weight=item_weight)
     model.log = lambda *args, **kwargs: None
     model.training_step(collate(list(range(16))), 0).backward()
-    untouched = [name for name, p in model.named_parameters() if p.grad is None]
+    untouched = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert untouched == []
+    # the forecasting head is fitted afterwards on frozen states (engine.model.head): DDP never sees it
+    frozen = {name.split(".")[0] for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == ({"head", "log_prior"} if forecast_weight else set())

@@ -45,7 +45,8 @@ def test_all_writes_every_file_of_the_bundle(bundle):
     assert "mean_expected_spend" in profiles.column_names
 
     forecast = pq.read_table(bundle / "forecast.parquet")
-    assert forecast.column_names[:4] == ["customer_id", "expected_purchases", "expected_spend", "p_churn"]
+    assert forecast.column_names == ["customer_id", "expected_purchases", "expected_spend", "p_buy", "p_churn", "p_alive",
+                                     "lifetime_value", "rate", "spend_rate"]
     assert (forecast["expected_purchases"].to_numpy() >= 0).all()
 
     index = load_index(bundle / "index.faiss")
@@ -89,6 +90,37 @@ def test_segment_stage_reclusters_with_stable_ids(bundle, tmp_path):
     old = pq.read_table(bundle / "segments.parquet")["segment"].to_numpy()
     new = pq.read_table(out / "segments.parquet")["segment"].to_numpy()
     assert (old == new).mean() > 0.95  # same embeddings, same k: the matched ids agree
+
+
+def test_forecast_stage_answers_another_horizon_without_retraining(bundle, tmp_path):
+    out = run(pipeline.run_forecast, [f"bundle={bundle}", "horizon_days=365", f"out_dir={tmp_path / 'year'}"])
+    month, year = pq.read_table(bundle / "forecast.parquet"), pq.read_table(out / "forecast.parquet")
+    assert year["customer_id"].to_pylist() == month["customer_id"].to_pylist()
+    for name in ("p_alive", "rate", "spend_rate", "lifetime_value"):  # the same fitted process
+        assert np.allclose(year[name].to_numpy(), month[name].to_numpy())
+    assert (year["expected_spend"].to_numpy() >= month["expected_spend"].to_numpy()).all()
+    assert year["expected_purchases"].to_numpy().sum() > 5 * month["expected_purchases"].to_numpy().sum()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["horizon_days"] == 365 and manifest["forecast"]["horizon_days"] == 365
+    assert (out / "model.pt").read_bytes() == (bundle / "model.pt").read_bytes()
+    profiles = pq.read_table(out / "profiles.parquet")
+    assert profiles["mean_expected_spend"].to_numpy().sum() > pq.read_table(bundle / "profiles.parquet")[
+        "mean_expected_spend"].to_numpy().sum()
+    assert "Value by segment" in (out / "report.html").read_text()
+
+
+def test_a_log_too_short_to_forecast_says_so_before_training(tmp_path):
+    import pyarrow as pa
+
+    n = 60
+    events = pa.table({"customer_id": [f"c{i % 30}" for i in range(n)],
+                       "ts": pa.array(1_700_000_000 + np.arange(n) * 3600, pa.int64()),
+                       "event_type": ["purchase"] * n, "item_id": [f"i{i % 7}" for i in range(n)],
+                       "amount": [5.0] * n})
+    pq.write_table(events, tmp_path / "short.parquet")
+    with pytest.raises(ValueError, match="learning a forecast needs at least 14 days"):
+        run(pipeline.run_all, [f"data.path={tmp_path / 'short.parquet'}", f"out_dir={tmp_path / 'b'}"])
+    assert not (tmp_path / "b").exists()
 
 
 def test_fit_stage_then_embed(tiny_log, tmp_path):

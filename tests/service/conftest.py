@@ -78,6 +78,7 @@ def _parts_bundle(events: Path, out: Path) -> Path:
     from engine.data import EventLogSpec, load_store
     from engine.data.summary import customer_summary
     from engine.embed.writer import embed_base, forecast_table
+    from engine.forecast.process import Process
     from engine.index.index import build_index, save_index
     from engine.model.datamodule import SequenceDataModule
     from engine.model.features import CATEGORICAL_FIELDS
@@ -94,7 +95,7 @@ def _parts_bundle(events: Path, out: Path) -> Path:
         "forecast_weight": 1.0,
     }
     vocab_sizes = [len(store.vocabs[f]) for f in CATEGORICAL_FIELDS]
-    model = instantiate(model_config, vocab_sizes=vocab_sizes, spend_scale=dm.spend_scale)
+    model = instantiate(model_config, vocab_sizes=vocab_sizes, spend_scale=dm.spend_scale, unit=dm.unit)
     trainer = pl.Trainer(
         max_epochs=1,
         limit_train_batches=3,
@@ -111,9 +112,10 @@ def _parts_bundle(events: Path, out: Path) -> Path:
     centroids, _ = spherical_kmeans(embeddings, K, seed=0)
     labels, similarity = assign(embeddings, centroids)
     hierarchy = build_hierarchy(centroids, np.bincount(labels, minlength=K))
+    arrays.update(Process.from_columns(arrays, model.decay).table(HORIZON_DAYS, 0.1))
     forecast = forecast_table(store.customer_ids, arrays)
     summary = customer_summary(store, dm.as_of)
-    for name in ("expected_purchases", "expected_spend", "p_churn"):
+    for name in ("expected_purchases", "expected_spend", "p_alive", "lifetime_value"):
         summary = summary.append_column(name, forecast[name])
     with BundleWriter(out) as bundle:
         save_model(model, model_config, store.vocabs, bundle.path / MODEL_FILE)
@@ -131,6 +133,8 @@ def _parts_bundle(events: Path, out: Path) -> Path:
             k=K,
             as_of=dm.as_of,
             horizon_days=HORIZON_DAYS,
+            forecast={"horizon_days": HORIZON_DAYS, "decay_per_day": model.decay, "discount_rate": 0.1,
+                      "unit": dm.unit},
             config={"loader": {"predict_max_len": 256}},
         )
     return out

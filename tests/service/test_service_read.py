@@ -1,10 +1,15 @@
 """GET endpoints over a real bundle: health, segments, customers, docs; unknown ids are JSON 404s."""
 
+import json
 import math
 
 import pyarrow.parquet as pq
+import pytest
+
+from engine.forecast.process import alive_days
 
 K, N_CUSTOMERS = 6, 300  # the session bundle (conftest.py)
+HORIZON_DAYS = 30  # its forecast.horizon_days (conftest.py)
 
 
 def test_health_names_the_bundle_and_counts(client, bundle_dir):
@@ -43,8 +48,24 @@ def test_customer_matches_the_bundle_files(client, bundle_dir):
     assert math.isclose(body["similarity"], segments["similarity"], rel_tol=1e-6)
     assert math.isclose(body["distance"], 1 - body["similarity"], rel_tol=1e-9)
     assert body["path"][-1] == {"level": K, "group": segments["segment"]}
-    for name in ("expected_purchases", "expected_spend", "p_churn", "p_alive"):
+    for name in ("expected_purchases", "expected_spend", "p_churn", "p_alive", "lifetime_value"):
         assert math.isclose(body["forecast"][name], forecast[name], rel_tol=1e-6)
+    assert body["forecast"]["horizon_days"] == HORIZON_DAYS
+
+
+def test_customer_forecast_answers_any_horizon_without_retraining(client, bundle_dir):
+    """One fitted process per customer: a year and a week ask the same parameters; longer asks more."""
+    forecast = pq.read_table(bundle_dir / "forecast.parquet").slice(3, 1).to_pylist()[0]
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())["forecast"]
+    answers = {h: client.get(f"/customers/{forecast['customer_id']}?horizon_days={h}").json()["forecast"]
+               for h in (7, HORIZON_DAYS, 365, 3650)}
+    assert answers[HORIZON_DAYS]["expected_purchases"] == pytest.approx(forecast["expected_purchases"], rel=1e-6)
+    spend = [answers[h]["expected_spend"] for h in (7, HORIZON_DAYS, 365, 3650)]
+    assert spend == sorted(spend) and spend[0] < spend[-1]
+    days = alive_days(365, manifest["decay_per_day"], manifest["span_days"])
+    assert answers[365]["expected_purchases"] == pytest.approx(forecast["p_alive"] * forecast["rate"] * days, rel=1e-6)
+    assert answers[365]["horizon_days"] == 365 and answers[365]["lifetime_value"] == answers[7]["lifetime_value"]
+    assert client.get(f"/customers/{forecast['customer_id']}?horizon_days=0").status_code == 422
 
 
 def test_unknown_customer_is_a_json_404(client):

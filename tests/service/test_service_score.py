@@ -31,6 +31,9 @@ def test_stored_history_as_a_new_customer_reproduces_the_batch_embedding(
     assert body["segment"] == batch["segment"]
     assert body["similarity"] == pytest.approx(batch["similarity"], abs=1e-4)
     assert body["forecast"]["p_churn"] == pytest.approx(stored.forecast["p_churn"][row].as_py(), abs=1e-4)
+    year = client.post("/score", json={"events": events, "horizon_days": 365}).json()["forecast"]
+    assert year["horizon_days"] == 365 and year["expected_spend"] >= body["forecast"]["expected_spend"]
+    assert year["p_alive"] == pytest.approx(body["forecast"]["p_alive"], abs=1e-6)
 
 
 def test_known_customer_history_is_appended(client, stored, history):

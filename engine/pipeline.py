@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MIN_FORECAST_BUYERS = 50
 CALIBRATION_CUSTOMERS = 20_000  # a sample: the calibration embeds it twice
+HEAD_PAIRS = 200_000  # forecast pairs the head is fitted on, at most (engine.model.head)
 
 
 @dataclass
@@ -160,12 +161,29 @@ def fit(cfg: DictConfig, data: Data):
         model.load_state_dict(state)
     if cfg.forecast.weight > 0:
         model.cpu()
-        fit_head(model, data.store, dm.train_rows, dm.val_rows, dm.train_collate,
+        rows, val_rows = head_rows(dm, cfg.seed)
+        fit_head(model, data.store, rows, val_rows, dm.train_collate,
                  {"accelerator": cfg.trainer.accelerator, "devices": 1,
                   "enable_progress_bar": cfg.trainer.enable_progress_bar},
                  epochs=cfg.forecast.head_epochs, seed=cfg.seed)
     release_freed_memory()
     return model, dm, run
+
+
+def head_rows(dm, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The customers the forecasting head is fitted on (train, validation): all of them up to HEAD_PAIRS
+    pairs at loader.forecast_samples each, else a seeded sample with at least 4 pairs each (a large base
+    teaches the head more through more customers than through more cutoffs of the same ones). Sets the
+    collate's pairs per customer."""
+    rng = np.random.default_rng(seed)
+    collate = dm.train_collate
+    collate.forecast_samples = int(np.clip(HEAD_PAIRS // max(len(dm.train_rows), 1), 4, collate.forecast_samples))
+    most = HEAD_PAIRS // collate.forecast_samples
+
+    def sample(rows: np.ndarray, n: int) -> np.ndarray:
+        return rows if len(rows) <= n else np.sort(rng.choice(rows, n, replace=False))
+
+    return sample(dm.train_rows, most), sample(dm.val_rows, max(most // 9, 1))
 
 
 def check_forecast_data(cfg: DictConfig, data: Data) -> None:

@@ -21,7 +21,7 @@ from engine.service import create_app
 def main(cfg: DictConfig) -> None:
     torch.set_num_threads(cfg.torch_threads)
     token = cfg.token or os.environ.get("SEGMENT_ENGINE_TOKEN")
-    app = create_app(cfg.bundle, device=cfg.device, token=token)
+    app = create_app(cfg.bundle, device=cfg.device, token=token, open_writes=cfg.open_writes)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
 
 

@@ -157,7 +157,7 @@ def fit(cfg: DictConfig, data: Data):
     best = getattr(run.checkpoint_callback, "best_model_path", "") if run.checkpoint_callback else ""
     if best and cfg.restore_best:
         log.info("restoring the best checkpoint %s", best)
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]  # our own checkpoint
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]  # plain data: runs no code
         model.load_state_dict(state)
     if cfg.forecast.weight > 0:
         model.cpu()

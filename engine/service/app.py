@@ -1,11 +1,12 @@
 """The FastAPI app over a loaded bundle: segments, customers, real-time scoring, lookalikes, erasure, reload.
 
 Reads are open; writes (DELETE /customers/{id}, POST /reload) need ``Authorization: Bearer <token>`` when a
-token is configured, and run one at a time. Each request takes the current bundle once, at its start: a
-reload loads the new bundle completely and then swaps one reference, so requests in flight finish on the
-old one. Lookalike audiences are paged (``offset``/``limit`` query parameters, ``next_offset`` in the
-answer); pages of one audience agree while the bundle is unchanged. Serve from one process: erasure
-updates that process's memory and the bundle's files, not other processes' copies.
+token is configured, are refused (403) when none is unless ``open_writes`` is set, and run one at a time.
+Each request takes the current bundle once, at its start: a reload loads the new bundle completely and
+then swaps one reference, so requests in flight finish on the old one. Lookalike audiences are paged
+(``offset``/``limit`` query parameters, ``next_offset`` in the answer); pages of one audience agree while
+the bundle is unchanged. Serve from one process: erasure updates that process's memory and the bundle's
+files, not other processes' copies.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from engine.service import answers
 from engine.service.schemas import MAX_HORIZON_DAYS, LookalikeRequest, ReloadRequest, ScoreRequest
 
 log = logging.getLogger(__name__)
+WRITES_OFF = ("writes are off: this service has no token; start it with token=SECRET (or the environment "
+              "variable SEGMENT_ENGINE_TOKEN), or open_writes=true to allow writes without one")
 
 MAX_PAGE = 100_000
 MAX_ERRORS = 20  # validation errors listed per answer
@@ -38,8 +41,8 @@ MAX_ERRORS = 20  # validation errors listed per answer
 class Service:
     """The bundle being served (swapped whole on reload) and the lock that serialises writes."""
 
-    def __init__(self, bundle_path: str | Path, device: str, token: str | None):
-        self.device, self.token = _check_device(device), token or None
+    def __init__(self, bundle_path: str | Path, device: str, token: str | None, open_writes: bool = False):
+        self.device, self.token, self.open_writes = _check_device(device), token or None, open_writes
         self.write_lock = threading.Lock()
         self.bundle = self.load(bundle_path)
 
@@ -102,10 +105,14 @@ def current(request: Request) -> Bundle:
 
 
 def authorised(request: Request) -> None:
-    """401 unless the request carries the configured token (writes only; no token configured: open)."""
-    token = request.app.state.service.token
+    """401 unless the request carries the configured token (writes only); with no token, 403 unless
+    open_writes."""
+    service = request.app.state.service
+    token = service.token
     if token is None:
-        return
+        if service.open_writes:
+            return
+        raise HTTPException(403, WRITES_OFF)
     given = request.headers.get("authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
         raise HTTPException(
@@ -118,14 +125,24 @@ def authorised(request: Request) -> None:
 Current = Annotated[Bundle, Depends(current)]
 
 
-def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None = None) -> FastAPI:
-    """Load the bundle (BundleError if it is incomplete) and build the app serving it."""
-    service = Service(bundle_path, device, token)
+def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None = None,
+               open_writes: bool = False) -> FastAPI:
+    """Load the bundle (BundleError if it is incomplete) and build the app serving it. Writes need the
+    token; with none, they are refused unless open_writes (then anyone who reaches the port may write)."""
+    service = Service(bundle_path, device, token, open_writes)
+    if service.token is not None:
+        log.info("writes (DELETE /customers/{id}, POST /reload) need the token")
+    elif open_writes:
+        log.warning("open_writes=true and no token: anyone who reaches this port may erase customers and "
+                    "reload bundles")
+    else:
+        log.info("writes (DELETE /customers/{id}, POST /reload) are off: %s", WRITES_OFF)
     app = FastAPI(
         title="segment-engine",
         version=__version__,
         description="Customer segments, real-time scoring, lookalike audiences and erasure over one "
-        "bundle. Writes need `Authorization: Bearer <token>` when a token is configured.",
+        "bundle. Writes need `Authorization: Bearer <token>`; without a token configured they are off "
+        "(403) unless the service runs with open_writes=true.",
     )
     app.state.service = service
     _install_error_handlers(app)

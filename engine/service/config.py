@@ -14,6 +14,7 @@ class ServeSchema:
     port: int = 8000
     device: str = "cpu"  # cpu, cuda, cuda:N: where the encoder scores events
     token: str | None = None  # writes need "Authorization: Bearer <token>"; null: env SEGMENT_ENGINE_TOKEN
+    open_writes: bool = False  # with no token: false refuses writes (403), true lets anyone write
     torch_threads: int = 1  # per process; real-time scoring of one customer does not gain from more
     log_level: str = "info"
 

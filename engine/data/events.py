@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -33,6 +34,9 @@ CANONICAL = REQUIRED + OPTIONAL
 SHOW_ROWS = 5
 STRING = pa.dictionary(pa.int32(), pa.string())  # the type of customer_id and the categorical columns
 NUMBER = pa.float32()  # the type of amount and quantity
+TS_START = 631_152_000  # 1990-01-01T00:00:00Z: an earlier timestamp is a wrong unit or a placeholder
+TS_AHEAD = 86_400  # a timestamp more than a day past now is a wrong unit or a broken clock
+MAX_NUMBER = 1e12  # a larger |amount| or |quantity| is corrupt input, not a sale
 
 
 class EventLogError(ValueError):
@@ -55,7 +59,8 @@ class Columns:
 
 @dataclass
 class EventLogSpec:
-    """How to read and validate a log. ``on_bad_rows`` decides rows with a null customer or timestamp."""
+    """How to read and validate a log. ``on_bad_rows`` decides rows with a null or empty customer or event
+    type, or a null or out-of-range timestamp."""
 
     path: str
     columns: Columns = field(default_factory=Columns)
@@ -74,11 +79,14 @@ class IngestReport:
     dropped_null_customer: int = 0
     dropped_null_ts: int = 0
     duplicates_removed: int = 0
+    dropped_null_event_type: int = 0
+    dropped_bad_ts: int = 0  # out of range: before TS_START or more than TS_AHEAD past the read
 
     def summary(self) -> str:
         return (
             f"{self.rows_read} rows from {len(self.files)} file(s); dropped {self.dropped_null_customer} with "
-            f"null customer_id, {self.dropped_null_ts} with null ts; removed {self.duplicates_removed} duplicates"
+            f"null customer_id, {self.dropped_null_ts} with null ts, {self.dropped_null_event_type} with null "
+            f"event_type, {self.dropped_bad_ts} with ts out of range; removed {self.duplicates_removed} duplicates"
         )
 
 
@@ -102,6 +110,13 @@ def release_arrow_memory() -> None:
     """Hand freed Arrow memory back to the system: the allocator keeps it for reuse otherwise, and the
     numpy arrays that replace Arrow columns cannot reuse it."""
     pa.default_memory_pool().release_unused()
+
+
+def _at(rows: np.ndarray, n: int) -> np.ndarray:
+    """bool [n], True at ``rows``."""
+    mask = np.zeros(n, dtype=bool)
+    mask[rows] = True
+    return mask
 
 
 def _rows(mask: np.ndarray) -> str:
@@ -243,7 +258,7 @@ def _mask(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _canonical(raw: dict[str, pa.ChunkedArray] | _ParquetColumns, file: str, spec: EventLogSpec, report: IngestReport) -> pa.Table:
     """Validate and convert one file's columns, popping each from ``raw`` as it goes (so it is freed); applies
-    the bad-row policy to null customers and timestamps."""
+    the bad-row policy (see _bad_rows) and checks amounts and quantities (see _check_numbers)."""
     source = {f: getattr(spec.columns, f) for f in CANONICAL}
     n = len(raw["customer_id"])
     report.rows_read += n
@@ -256,46 +271,117 @@ def _canonical(raw: dict[str, pa.ChunkedArray] | _ParquetColumns, file: str, spe
         release_arrow_memory()
     cols = {k: v if isinstance(v, pa.ChunkedArray) else pa.chunked_array([v]) for k, v in cols.items()}
 
-    null_customer = _mask(pc.is_null(cols["customer_id"])) if cols["customer_id"].null_count else np.zeros(n, bool)
-    null_ts = _mask(pc.is_null(cols["ts"])) if cols["ts"].null_count else np.zeros(n, bool)
-    bad = null_customer | null_ts
-    if bad.any() and spec.on_bad_rows != "drop":
-        which, mask = ("customer_id", null_customer) if null_customer.any() else ("ts", null_ts)
-        raise EventLogError(
-            f"{file}: column '{source[which]}': null in {_rows(mask)} "
-            f"(set data.on_bad_rows=drop to drop and count such rows)"
-        )
-    _check_amounts(cols, bad, file, spec, source["amount"])
+    bad = _bad_rows(cols, file, spec, source, report)
+    _check_numbers(cols, bad, file, spec, source)
     if bad.any():
-        report.dropped_null_customer += int(null_customer.sum())
-        report.dropped_null_ts += int((null_ts & ~null_customer).sum())
         keep = pa.array(~bad)
         for name in cols:  # one column at a time, so that only one extra copy is alive
             cols[name] = pc.filter(cols[name], keep)
     return pa.table(cols)
 
 
-def _check_amounts(cols: dict, bad: np.ndarray, file: str, spec: EventLogSpec, source: str) -> None:
-    """Raise on a negative amount outside the return types; rows about to be dropped (bad) are not checked."""
-    amount = cols["amount"]
-    starts = np.cumsum([0] + [len(chunk) for chunk in amount.chunks])
-    negative = np.concatenate([np.zeros(0, dtype=np.int64)] + [  # NaN (unknown) is not negative
-        start + np.flatnonzero(chunk.to_numpy(zero_copy_only=False) < 0)
-        for start, chunk in zip(starts[:-1], amount.chunks, strict=True)
+def _blank(column: pa.ChunkedArray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(null, empty): bool [n] each, or None where no row is; for a dictionary column, empty is a string of
+    only whitespace. Only the dictionaries are searched for empty strings, so a column without any (or without
+    nulls) costs no pass over its rows."""
+    null = _mask(pc.is_null(column)) if column.null_count else None
+    empty, start = None, 0
+    for chunk in column.chunks:
+        blank = pc.equal(pc.utf8_trim_whitespace(chunk.dictionary), "")
+        if pc.any(blank).as_py():
+            codes = pa.array(np.flatnonzero(_mask(pc.fill_null(blank, False))), chunk.indices.type)
+            empty = np.zeros(len(column), bool) if empty is None else empty
+            empty[start : start + len(chunk)] = _mask(pc.fill_null(pc.is_in(chunk.indices, value_set=codes), False))
+        start += len(chunk)
+    return null, empty
+
+
+def _ts_out_of_range(ts: pa.ChunkedArray, end: int) -> np.ndarray | None:
+    """bool [n]: a timestamp before TS_START or after ``end`` (null is not out of range); None where none is."""
+    low, high = pc.min_max(ts).values()
+    if low.as_py() is None or (low.as_py() >= TS_START and high.as_py() <= end):
+        return None
+    return _mask(pc.fill_null(pc.or_(pc.less(ts, TS_START), pc.greater(ts, end)), False))
+
+
+def _bad_rows(cols: dict, file: str, spec: EventLogSpec, source: dict, report: IngestReport) -> np.ndarray:
+    """bool [n]: rows with a null or empty customer or event type, or a null or out-of-range timestamp. With
+    on_bad_rows=fail an EventLogError names the first such column and its rows; with drop they are counted."""
+    end = int(time.time()) + TS_AHEAD
+    customer, event_type = _blank(cols["customer_id"]), _blank(cols["event_type"])
+    null_ts = _mask(pc.is_null(cols["ts"])) if cols["ts"].null_count else None
+    checks = [("customer_id", _either(*customer), _blank_word(*customer)),
+              ("event_type", _either(*event_type), _blank_word(*event_type)),
+              ("ts", null_ts, "null"), ("ts", _ts_out_of_range(cols["ts"], end), "out of range")]
+    if spec.on_bad_rows != "drop":
+        for name, mask, word in checks:
+            if mask is not None and mask.any():
+                expected = (f"expected between 1990-01-01 and {time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} "
+                            f"UTC, a day past now; " if word == "out of range" else "")
+                raise EventLogError(f"{file}: column '{source[name]}': {word} in {_rows(mask)} "
+                                    f"({expected}set data.on_bad_rows=drop to drop and count such rows)")
+    bad = np.zeros(len(cols["ts"]), bool)
+    for field_name, (_, mask, _) in zip(("dropped_null_customer", "dropped_null_event_type", "dropped_null_ts",
+                                         "dropped_bad_ts"), checks, strict=True):
+        if mask is not None:
+            setattr(report, field_name, getattr(report, field_name) + int((mask & ~bad).sum()))
+            bad |= mask
+    return bad
+
+
+def _either(null: np.ndarray | None, empty: np.ndarray | None) -> np.ndarray | None:
+    return empty if null is None else null if empty is None else null | empty
+
+
+def _blank_word(null: np.ndarray | None, empty: np.ndarray | None) -> str:
+    has_null, has_empty = null is not None and null.any(), empty is not None and empty.any()
+    return "null or empty" if has_null and has_empty else "empty" if has_empty else "null"
+
+
+def _flagged(column: pa.ChunkedArray, bad: np.ndarray, test) -> np.ndarray:
+    """int64 row numbers where ``test`` (a numpy chunk -> bool chunk) holds, rows about to be dropped left out;
+    found chunk by chunk, so the whole column is never one more array."""
+    starts = np.cumsum([0] + [len(chunk) for chunk in column.chunks])
+    rows = np.concatenate([np.zeros(0, dtype=np.int64)] + [
+        start + np.flatnonzero(test(chunk.to_numpy(zero_copy_only=False)))
+        for start, chunk in zip(starts[:-1], column.chunks, strict=True)
     ])
-    negative = negative[~bad[negative]]
-    if not len(negative):
-        return
-    event_type = cols["event_type"].take(pa.array(negative))
-    is_return = pc.is_in(event_type, value_set=pa.array(spec.return_types, pa.string()))
-    wrong = negative[~_mask(pc.fill_null(is_return, False))]
-    if len(wrong):
-        mask = np.zeros(len(bad), dtype=bool)
-        mask[wrong] = True
-        raise EventLogError(
-            f"{file}: column '{source}': negative amount on a non-return event in {_rows(mask)} "
-            f"(expected amount >= 0 unless event_type is one of data.return_types={list(spec.return_types)})"
-        )
+    return rows[~bad[rows]]
+
+
+def _of_types(cols: dict, rows: np.ndarray, types: list[str]) -> np.ndarray:
+    """bool [len(rows)]: whether the event at each row is one of ``types``."""
+    event_type = cols["event_type"].take(pa.array(rows, pa.int64()))
+    return _mask(pc.fill_null(pc.is_in(event_type, value_set=pa.array(types, pa.string())), False))
+
+
+def _check_numbers(cols: dict, bad: np.ndarray, file: str, spec: EventLogSpec, source: dict) -> None:
+    """Raise on an infinite or absurd amount or quantity, a negative amount outside the return types, or a
+    negative quantity on a purchase; NaN and null are unknown, and rows about to be dropped (bad) are not
+    checked. (numpy on each chunk: Arrow's min_max on float32 is several times slower than these passes.)"""
+    n = len(bad)
+    for name in NUMERIC:
+        absurd = _flagged(cols[name], bad, lambda v: np.abs(v) > MAX_NUMBER)  # inf too, NaN not
+        if len(absurd):
+            raise EventLogError(
+                f"{file}: column '{source[name]}': infinite or absurd value (|{name}| > {MAX_NUMBER:g}) in "
+                f"{_rows(_at(absurd, n))} (expected a finite {name}, or empty for unknown)")
+        negative = _flagged(cols[name], bad, lambda v: v < 0)  # NaN (unknown) is not negative
+        if name == "amount":
+            wrong = negative[~_of_types(cols, negative, spec.return_types)]
+            if len(wrong):
+                raise EventLogError(
+                    f"{file}: column '{source[name]}': negative amount on a non-return event in {_rows(_at(wrong, n))} "
+                    f"(expected amount >= 0 unless event_type is one of data.return_types={list(spec.return_types)})"
+                )
+        else:
+            wrong = negative[_of_types(cols, negative, spec.purchase_types)]
+            if len(wrong):
+                raise EventLogError(
+                    f"{file}: column '{source[name]}': negative quantity on a purchase event in "
+                    f"{_rows(_at(wrong, n))} (expected quantity >= 0 when event_type is one of "
+                    f"data.purchase_types={list(spec.purchase_types)}; returns may be negative)"
+                )
 
 
 def read_events(spec: EventLogSpec) -> tuple[pa.Table, IngestReport]:

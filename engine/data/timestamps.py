@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 SHOW_ROWS = 5
+MAX_SECONDS = 1e11  # a larger epoch number is milliseconds: as seconds it would be after year 5138
 
 
 class UnparseableTimestamps(ValueError):
@@ -60,10 +61,13 @@ def _int64(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _epoch(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    """Epoch numbers as int64 seconds: milliseconds when too large to be seconds (after year 5138)."""
-    if (pc.max(pc.abs(values)).as_py() or 0) <= 1e11:
+    """Epoch numbers as int64 seconds, the unit decided per value: milliseconds when too large to be seconds
+    (after year 5138), so a few millisecond values in a column of seconds do not turn it all to 1970."""
+    if (pc.max(pc.abs(values)).as_py() or 0) <= MAX_SECONDS:
         return pc.cast(pc.floor(values) if pa.types.is_floating(values.type) else values, pa.int64())
-    return pc.cast(pc.floor(pc.divide(pc.cast(values, pa.float64()), 1000.0)), pa.int64())
+    values = pc.cast(values, pa.float64())
+    milliseconds = pc.greater(pc.abs(values), MAX_SECONDS)
+    return pc.cast(pc.floor(pc.if_else(milliseconds, pc.divide(values, 1000.0), values)), pa.int64())
 
 
 def _iso(col: pa.Array) -> pa.Array:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -334,3 +335,105 @@ def test_dropped_rows_are_not_checked_and_row_numbers_stay_those_of_the_file(tmp
 def test_on_bad_rows_must_be_drop_or_fail(tmp_path):
     path = write_csv(tmp_path / "log.csv", LOG_CSV)
     assert error(path, on_bad_rows="skip") == "data.on_bad_rows='skip': expected 'drop' or 'fail'"
+
+
+# -- values no log should hold: absurd numbers, blank ids and types, timestamps out of range ------------------
+@pytest.mark.parametrize("name", ["amount", "quantity"])
+@pytest.mark.parametrize("bad_value", [float("inf"), float("-inf"), 2e12])
+def test_infinite_or_absurd_numbers(tmp_path, name, bad_value):
+    path = write_parquet(tmp_path / "log.parquet", {
+        "customer_id": list("abc"), "ts": [T0] * 3, "event_type": ["purchase"] * 3, name: [1.0, bad_value, None],
+    })
+    assert error(path) == (f"{path}: column '{name}': infinite or absurd value (|{name}| > 1e+12) in row 1 "
+                           f"(expected a finite {name}, or empty for unknown)")
+
+
+def test_inf_text_in_csv_is_absurd_and_nan_text_is_unknown(tmp_path):
+    path = write_csv(tmp_path / "log.csv", """
+        customer_id,ts,event_type,amount
+        a,2024-03-01,purchase,nan
+        b,2024-03-01,purchase,inf
+        c,2024-03-01,purchase,
+    """)
+    assert error(path).startswith(f"{path}: column 'amount': infinite or absurd value (|amount| > 1e+12) in row 1 ")
+
+
+def test_negative_quantity_on_a_purchase(tmp_path):
+    path = write_parquet(tmp_path / "log.parquet", {
+        "customer_id": list("abcd"), "ts": [T0] * 4, "event_type": ["purchase", "return", "view", "purchase"],
+        "quantity": [-1.0, -2.0, 1.0, -3.0],
+    })
+    assert error(path) == (f"{path}: column 'quantity': negative quantity on a purchase event in rows 0, 3 "
+                           f"(expected quantity >= 0 when event_type is one of data.purchase_types=['purchase']; "
+                           f"returns may be negative)")
+    ok = write_parquet(tmp_path / "ok.parquet", {"customer_id": ["a", "a"], "ts": [T0, T0 + 1],
+                                                 "event_type": ["return", "return"], "quantity": [-1.0, 2.0]})
+    assert read(ok)["quantity"].to_pylist() == [-1.0, 2.0]  # a return may be either sign
+
+
+BLANKS_CSV = """
+    customer_id,ts,event_type
+    a,2024-03-01,view
+    ,2024-03-01,view
+    "  ",2024-03-01,view
+    b,2024-03-01,
+    c,2024-03-01," "
+    d,2024-03-02,view
+"""
+
+
+def test_empty_customer_or_event_type_fails_naming_the_rows(tmp_path):
+    path = write_csv(tmp_path / "log.csv", BLANKS_CSV)
+    assert error(path) == (f"{path}: column 'customer_id': null or empty in rows 1, 2 "
+                           f"(set data.on_bad_rows=drop to drop and count such rows)")
+    only_types = write_parquet(tmp_path / "types.parquet", {"customer_id": list("abc"), "ts": [T0] * 3,
+                                                            "event_type": ["view", "", None]})
+    assert error(only_types).startswith(f"{only_types}: column 'event_type': null or empty in rows 1, 2 ")
+    only_empty = write_parquet(tmp_path / "empty.parquet", {"customer_id": ["a", " "], "ts": [T0] * 2,
+                                                            "event_type": ["view"] * 2})
+    assert error(only_empty).startswith(f"{only_empty}: column 'customer_id': empty in row 1 ")
+
+
+def test_empty_customer_or_event_type_dropped_and_counted(tmp_path):
+    path = write_csv(tmp_path / "log.csv", BLANKS_CSV)
+    store, report = load_store(EventLogSpec(path=str(path), on_bad_rows="drop"))
+    assert store.customer_ids.to_pylist() == ["a", "d"]
+    assert (report.dropped_null_customer, report.dropped_null_event_type) == (2, 2)
+    assert "2 with null event_type" in report.summary()
+
+
+def test_timestamps_out_of_range_fail_naming_rows_and_range(tmp_path):
+    ahead = int(time.time()) + 3 * 86400
+    path = write_parquet(tmp_path / "log.parquet", {
+        "customer_id": list("abcd"), "ts": [T0, 86400, ahead, 631_152_000], "event_type": ["view"] * 4,
+    })
+    message = error(path)
+    assert message.startswith(f"{path}: column 'ts': out of range in rows 1, 2 (expected between 1990-01-01 and ")
+    assert "UTC, a day past now; set data.on_bad_rows=drop" in message
+
+
+def test_timestamps_out_of_range_dropped_and_counted(tmp_path):
+    path = write_csv(tmp_path / "log.csv", """
+        customer_id,ts,event_type
+        a,2024-03-01,view
+        b,1970-01-02,view
+        ,1970-01-02,view
+        c,,view
+        d,2999-01-01,view
+    """)
+    store, report = load_store(EventLogSpec(path=str(path), on_bad_rows="drop"))
+    assert store.customer_ids.to_pylist() == ["a"]
+    assert (report.dropped_null_customer, report.dropped_null_ts, report.dropped_bad_ts) == (1, 1, 2)
+    assert "2 with ts out of range" in report.summary()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_epoch_unit_is_decided_per_value(tmp_path, fmt):
+    values = [T0, T0 + 60, (T0 + 5) * 1000 + 250]  # seconds, and one value in milliseconds
+    if fmt == "parquet":
+        path = write_parquet(tmp_path / "log.parquet", {"customer_id": list("abc"), "ts": values,
+                                                        "event_type": ["view"] * 3})
+    else:
+        rows = "\n".join(f"{c},{v},view" for c, v in zip("abc", values, strict=True))
+        path = write_csv(tmp_path / "log.csv", f"customer_id,ts,event_type\n{rows}")
+    assert read(path)["ts"].to_pylist() == [T0, T0 + 60, T0 + 5]

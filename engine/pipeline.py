@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 MIN_FORECAST_BUYERS = 50
 CALIBRATION_CUSTOMERS = 20_000  # a sample: the calibration embeds it twice
 HEAD_PAIRS = 200_000  # forecast pairs the head is fitted on, at most (engine.model.head)
+CONTEXT_SAMPLE = 10_000  # customers whose forecast context sets its standardisation
 
 
 @dataclass
@@ -142,7 +143,8 @@ def fit(cfg: DictConfig, data: Data):
                         _convert_="all")
     if cfg.forecast.weight > 0:
         check_forecast_data(cfg, data)
-        sample = np.sort(np.random.default_rng(cfg.seed).permutation(data.store.n_customers)[:100_000])
+        # a sample: the standardisation needs no more, and the context of a whole base costs memory
+        sample = np.sort(np.random.default_rng(cfg.seed).permutation(data.store.n_customers)[:CONTEXT_SAMPLE])
         part = data.store.take(sample)
         model.set_context_scale(forecast_context(None, part, np.arange(part.n_customers), part.offsets[1:],
                                                  np.full(part.n_customers, data.as_of), dm.unit))

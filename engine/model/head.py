@@ -32,7 +32,8 @@ def encode_pairs(model, store: SequenceStore, rows: np.ndarray, collate: TrainCo
                  chunk: int = 256) -> dict[str, torch.Tensor]:
     """{"state" float32 [N, dim], "context", "count", "spend", "horizon", "weight" [N]}: collate's forecast
     pairs for the customers ``rows`` (``collate.forecast_samples`` each), encoded by the frozen encoder, on
-    the CPU. Customers go ``chunk`` at a time, so memory stays that of one chunk's histories."""
+    the CPU; "state" is [N, 0] (no encoder pass) when the head does not read it (head_state=false).
+    Customers go ``chunk`` at a time, so memory stays that of one chunk's histories."""
     rng = np.random.default_rng(seed)
     device = next(model.parameters()).device
     was_training = model.training
@@ -40,9 +41,12 @@ def encode_pairs(model, store: SequenceStore, rows: np.ndarray, collate: TrainCo
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in FIELDS}
     for start in range(0, len(rows), chunk):
         pairs = collate.forecast_pairs(store.take(rows[start:start + chunk]), rng)
-        batch = {k: pairs[k].to(device) for k in ("cat", "num", "lengths")}
-        state = model.state(batch, pairs["pair_row"].to(device), pairs["pair_step"].to(device))
-        parts["state"].append(state.float().cpu())
+        if model.hparams.get("head_state"):
+            batch = {k: pairs[k].to(device) for k in ("cat", "num", "lengths")}
+            state = model.state(batch, pairs["pair_row"].to(device), pairs["pair_step"].to(device)).float().cpu()
+        else:
+            state = torch.zeros(len(pairs["count"]), 0)
+        parts["state"].append(state)
         for k in FIELDS[1:]:
             parts[k].append(pairs[k])
     model.train(was_training)

@@ -25,11 +25,11 @@ def setup(tiny_log):
     return store, dm, model
 
 
-def test_pairs_encode_each_history_once_with_the_encoders_state(setup):
+def test_pairs_carry_context_and_windows_and_no_state_unless_the_head_reads_it(setup):
     store, dm, model = setup
     rows = np.arange(20)
     pairs = encode_pairs(model, store, rows, dm.train_collate, seed=0, chunk=7)
-    assert pairs["state"].shape == (20 * 4, 16) and pairs["context"].shape[0] == 80
+    assert pairs["state"].shape == (20 * 4, 0) and pairs["context"].shape[0] == 80  # head_state=false: no encoder pass
     assert (pairs["horizon"] >= 7 - 1e-3).all() and (pairs["count"] >= 0).all()
 
 

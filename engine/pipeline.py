@@ -26,6 +26,7 @@ from engine.data.summary import customer_summary
 from engine.embed.writer import embed_base, forecast_table
 from engine.evaluate import evaluate_run, markdown_to_html
 from engine.forecast import baselines
+from engine.forecast.process import COLUMNS as PROCESS_COLUMNS
 from engine.forecast.process import Process
 from engine.index.index import save_index
 from engine.model.datamodule import forecast_context
@@ -505,7 +506,7 @@ def run_forecast(cfg: DictConfig) -> Path:
     meta = loaded.forecast_meta
     c = loaded.customers
     horizon = float(cfg.horizon_days if cfg.horizon_days is not None else meta["horizon_days"])
-    process = Process.from_columns({k: c.forecast[k].to_numpy() for k in Process.COLUMNS}, meta["decay_per_day"],
+    process = Process.from_columns({k: c.forecast[k].to_numpy() for k in PROCESS_COLUMNS}, meta["decay_per_day"],
                                    meta["span_days"])
     arrays = process.table(horizon, meta["discount_rate"])
     table = forecast_table(c.forecast["customer_id"], arrays)

@@ -16,6 +16,19 @@ DAY = 86400.0
 DAY_S = 86400  # integer seconds, for UTC calendar days
 
 
+def _events(history: SequenceStore, as_of: int):
+    """What rfm_inputs and transaction_inputs read of every event: ts int64, customer rows, the purchase
+    mask, amounts (unknown 0), and per customer whether it has events and its first and last event times
+    (as_of without events)."""
+    ts = np.asarray(history.columns["ts"], dtype=np.int64)
+    amount = np.nan_to_num(np.asarray(history.columns["amount"], dtype=np.float64), nan=0.0)
+    has_events = history.lengths() > 0
+    ts_pad = np.append(ts, as_of)  # safe indices for rows without events (masked below)
+    first_event = np.where(has_events, ts_pad[history.offsets[:-1]], as_of)
+    last_event = np.where(has_events, ts_pad[history.offsets[1:] - 1], as_of)
+    return ts, history.customer_rows(), history.is_purchase(), amount, has_events, first_event, last_event
+
+
 def rfm_inputs(history: SequenceStore, as_of: int) -> dict[str, np.ndarray]:
     """Per-customer RFM facts as of ``as_of`` (epoch s), float64 [n_customers] each, times in days.
 
@@ -27,14 +40,7 @@ def rfm_inputs(history: SequenceStore, as_of: int) -> dict[str, np.ndarray]:
     (purchase events), spend (their amounts, unknown 0), first_event_days and last_event_days (event to
     as_of). Rows without events get zeros. Relies on the store's order: by customer, then time."""
     n = history.n_customers
-    ts = np.asarray(history.columns["ts"], dtype=np.int64)
-    rows = history.customer_rows()
-    purchase = history.is_purchase()
-    amount = np.nan_to_num(np.asarray(history.columns["amount"], dtype=np.float64), nan=0.0)
-    has_events = history.lengths() > 0
-    ts_pad = np.append(ts, as_of)  # safe indices for rows without events (masked below)
-    first_event = np.where(has_events, ts_pad[history.offsets[:-1]], as_of)
-    last_event = np.where(has_events, ts_pad[history.offsets[1:] - 1], as_of)
+    ts, rows, purchase, amount, has_events, first_event, last_event = _events(history, as_of)
 
     p_rows, p_ts, p_amount = rows[purchase], ts[purchase], amount[purchase]
     p_day = p_ts // DAY_S
@@ -74,14 +80,8 @@ def transaction_inputs(history: SequenceStore, as_of: int, unit: str) -> dict[st
     0, recency 0, T from their first event. Also transactions, spend (purchase amounts, unknown 0),
     first_event_days and last_event_days (event to as_of). Rows without events get zeros."""
     n = history.n_customers
-    ts = np.asarray(history.columns["ts"], dtype=np.int64)
-    rows = history.customer_rows()
-    purchase, starts = history.is_purchase(), transaction_starts(history, unit)
-    amount = np.nan_to_num(np.asarray(history.columns["amount"], dtype=np.float64), nan=0.0)
-    has_events = history.lengths() > 0
-    ts_pad = np.append(ts, as_of)  # safe indices for rows without events (masked below)
-    first_event = np.where(has_events, ts_pad[history.offsets[:-1]], as_of)
-    last_event = np.where(has_events, ts_pad[history.offsets[1:] - 1], as_of)
+    ts, rows, purchase, amount, has_events, first_event, last_event = _events(history, as_of)
+    starts = transaction_starts(history, unit)
 
     t_rows, t_ts = rows[starts], np.append(ts[starts], as_of)
     transactions = np.bincount(t_rows, minlength=n).astype(np.float64)

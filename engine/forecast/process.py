@@ -52,7 +52,6 @@ class Process:
     spend_rate: np.ndarray
     decay: float
     span: float
-    COLUMNS = COLUMNS
 
     @classmethod
     def from_columns(cls, columns: dict, decay: float, span: float) -> Process:

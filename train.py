@@ -4,6 +4,7 @@
     python train.py data.path=EVENTS out_dir=DIR     # your log
     python train.py stage=embed bundle=DIR data.path=NEW out_dir=DIR2   # nightly: embed with a saved model
     python train.py stage=forecast bundle=DIR horizon_days=365 out_dir=DIR2  # another horizon, no retraining
+    python train.py stage=recommend bundle=DIR recommend.new_only=true out_dir=DIR2  # other recommendations
     python train.py -m model=gru,transformer model.dim=64,128           # a sweep
 """
 
@@ -29,6 +30,7 @@ STAGES = {
     "segment": pipeline.run_segment,
     "evaluate": pipeline.run_evaluate,
     "forecast": pipeline.run_forecast,
+    "recommend": pipeline.run_recommend,
 }
 
 

@@ -17,7 +17,7 @@ from omegaconf import MISSING, DictConfig
 from engine.data.events import Columns
 from engine.data.synthetic import SyntheticConfig
 
-STAGES = ("all", "fit", "embed", "segment", "evaluate", "forecast")
+STAGES = ("all", "fit", "embed", "segment", "evaluate", "forecast", "recommend")
 
 
 class ConfigError(ValueError):
@@ -68,11 +68,22 @@ class RepresentSchema:
 
 
 @dataclass
+class RecommendSchema:
+    enabled: bool = True
+    n: int = 20
+    horizon_days: float = 28.0
+    exclude_recent_days: float = 0.0
+    exclude_returned: bool = True
+    new_only: bool = False
+    categories: list[str] | None = None
+
+
+@dataclass
 class EvaluateSchema:
     lookalike_tasks: int = 25
     min_buyers: int = 10
     horizons: list[float] | None = None
-    sections: list[str] = field(default_factory=lambda: ["lookalike", "segments", "forecast"])
+    sections: list[str] = field(default_factory=lambda: ["lookalike", "segments", "forecast", "recommend"])
 
 
 @dataclass
@@ -82,6 +93,7 @@ class TrainSchema:
     segment: SegmentSchema = field(default_factory=SegmentSchema)
     evaluate: EvaluateSchema = field(default_factory=EvaluateSchema)
     represent: RepresentSchema = field(default_factory=RepresentSchema)
+    recommend: RecommendSchema = field(default_factory=RecommendSchema)
     loader: Any = MISSING
     model: Any = MISSING
     trainer: Any = MISSING
@@ -140,9 +152,17 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"forecast.discount_rate={cfg.forecast.discount_rate}: expected an annual rate >= 0")
     if cfg.horizon_days is not None and cfg.horizon_days <= 0:
         raise ConfigError(f"horizon_days={cfg.horizon_days}: expected a number of days > 0")
-    unknown = set(cfg.evaluate.sections) - {"lookalike", "segments", "forecast"}
+    unknown = set(cfg.evaluate.sections) - {"lookalike", "segments", "forecast", "recommend"}
     if unknown:
-        raise ConfigError(f"evaluate.sections: unknown {sorted(unknown)}; expected lookalike, segments, forecast")
+        raise ConfigError(f"evaluate.sections: unknown {sorted(unknown)}; expected lookalike, segments, forecast, "
+                          "recommend")
+    r = cfg.recommend
+    if r.n < 1:
+        raise ConfigError(f"recommend.n={r.n}: expected at least 1 item per customer")
+    if r.horizon_days <= 0:
+        raise ConfigError(f"recommend.horizon_days={r.horizon_days}: expected > 0")
+    if r.exclude_recent_days < 0:
+        raise ConfigError(f"recommend.exclude_recent_days={r.exclude_recent_days}: expected >= 0")
     if cfg.stage == "evaluate" and cfg.data.cutoff is None:
         raise ConfigError("data.cutoff: stage=evaluate needs a cutoff (train before it, score after it)")
     _check_arguments(cfg.model, "model", injected=("vocab_sizes", "spend_scale", "unit"))

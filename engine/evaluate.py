@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, np.ndarray],
-                 labels: np.ndarray, process: Process | None = None, unit: str = "basket") -> None:
+                 labels: np.ndarray, process: Process | None = None, unit: str = "basket",
+                 recommender=None) -> None:
     """Score lookalikes, segments (``labels``: the run's own, and k=8) and forecasts on the events after the
     cutoff, beside the baselines computed in the same run; print the tables, keep them in the bundle
     (evaluation.json, evaluation.md, the report)."""
@@ -42,6 +43,14 @@ def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, 
                                                           cfg.seed)
         tables["Segments: share of the variance after the cutoff they explain"] = \
             segment_evaluation.markdown(summary["segments"])
+    if recommender is not None and "recommend" in e.sections:
+        from engine.recommend import evaluation as recommend_evaluation
+
+        horizon = cfg.recommend.horizon_days
+        summary["recommend"] = recommend_evaluation.evaluate_recommender(
+            recommender, data.store, data.future, data.as_of, arrays.get("sequence"), horizon)
+        tables[f"Recommendations: the items customers bought in the {horizon:g} days after the cutoff"] = \
+            recommend_evaluation.markdown(summary["recommend"]["methods"])
     figures = {}
     if process is not None and "forecast" in e.sections:
         summary["forecast"] = {}

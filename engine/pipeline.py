@@ -32,6 +32,10 @@ from engine.index.index import save_index
 from engine.model.datamodule import forecast_context
 from engine.model.head import fit_head
 from engine.model.io import MODEL_FILE, load_model, save_model
+from engine.recommend.candidates import Filters
+from engine.recommend.items import ItemStats
+from engine.recommend.recommender import DIRECTORY as RECOMMENDER_DIRECTORY
+from engine.recommend.recommender import NotLearnable, Recommender, fit_recommender, recommend_base, sequence_embeddings
 from engine.represent import FILE as REPRESENTATION_FILE
 from engine.represent import Representation
 from engine.segment.describe import describe as describe_segments
@@ -391,6 +395,49 @@ def describe(cfg: DictConfig, bundle: BundleWriter, data: Data, model=None) -> N
                                        "unit": model.hparams.unit}
 
 
+def recommend_filters(cfg: DictConfig, store: SequenceStore) -> Filters:
+    """The recommend.* options as Filters; category names become the store's ids (ValueError naming
+    recommend.categories for a name the log does not have)."""
+    r = cfg.recommend
+    categories = None
+    if r.categories is not None:
+        known = {name: i for i, name in enumerate(store.vocabs["category"])}
+        missing = [c for c in r.categories if c not in known]
+        if missing:
+            raise ValueError(f"recommend.categories: {missing} not among the log's {len(known) - 1} categories "
+                             f"(e.g. {sorted(known)[1:6]})")
+        categories = np.array([known[c] for c in r.categories], dtype=np.int64)
+    return Filters(float(r.exclude_recent_days), bool(r.exclude_returned), bool(r.new_only), categories)
+
+
+def fit_recommendations(cfg: DictConfig, model, data: Data) -> Recommender | None:
+    """The bundle's recommender (engine.recommend), or None, said in the log, when recommend.enabled is
+    false or the log cannot teach it."""
+    if not cfg.recommend.enabled:
+        return None
+    try:
+        return fit_recommender(data.store, data.as_of, model, cfg.recommend.horizon_days,
+                               {"accelerator": cfg.trainer.accelerator, "devices": 1,
+                                "enable_progress_bar": cfg.trainer.enable_progress_bar},
+                               cfg.loader.predict_max_len, cfg.seed)
+    except NotLearnable as err:
+        log.warning("%s: this bundle has no recommendations", err)
+        return None
+
+
+def write_recommendations(cfg: DictConfig, bundle: BundleWriter, data: Data, recommender: Recommender,
+                          sequence: np.ndarray | None) -> None:
+    """items/ (the recommender) and recommendations.parquet (recommend.n per customer) into the bundle."""
+    recommender.save(bundle.path / RECOMMENDER_DIRECTORY)
+    filters = recommend_filters(cfg, data.store)
+    table = recommend_base(recommender, data.store, sequence, data.as_of, cfg.recommend.n, filters)
+    bundle.write_table("recommendations.parquet", table)
+    bundle.manifest["recommend"] = {"n": cfg.recommend.n, "horizon_days": recommender.horizon_days,
+                                    **OmegaConf.to_container(cfg.recommend), **recommender.summary}
+    log.info("recommendations: %d items for %d customers (recommendations.parquet)", table.num_rows,
+             data.store.n_customers)
+
+
 def previous_bundle(cfg: DictConfig) -> Path | None:
     path = Path(cfg.bundle) if cfg.bundle else Path(cfg.out_dir)
     return path if (path / "manifest.json").exists() else None
@@ -416,11 +463,12 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
     add_forecast(cfg, model, arrays)
     representation = represent(cfg, data, arrays)
     result = segment(cfg, arrays["embedding"], previous_bundle(cfg))
+    recommender = fit_recommendations(cfg, model, data)
     with BundleWriter(cfg.out_dir) as bundle:
         if evaluate:
             evaluate_run(cfg, bundle, data, arrays, labels=result[1],
                          process=process_of(model, arrays) if "rate" in arrays else None,
-                         unit=model.hparams.unit)
+                         unit=model.hparams.unit, recommender=recommender)
         describe(cfg, bundle, data, model)
         save_model(model, cfg.model, data.store.vocabs, bundle.path / MODEL_FILE,
                    extra={"predict_max_len": cfg.loader.predict_max_len})
@@ -428,6 +476,8 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
             representation.save(bundle.path / REPRESENTATION_FILE)
         forecast = write_embeddings(bundle, data, arrays)
         write_segments(cfg, bundle, data, arrays["embedding"], *result, forecast, arrays.get("predicted_spend"))
+        if recommender is not None:
+            write_recommendations(cfg, bundle, data, recommender, arrays["sequence"])
     return Path(cfg.out_dir)
 
 
@@ -465,6 +515,10 @@ def run_embed(cfg: DictConfig) -> Path | None:
     add_forecast(cfg, model, arrays)
     if (source / REPRESENTATION_FILE).exists():  # the bundle's own vector, so its centroids still apply
         represent(cfg, data, arrays, Representation.load(source / REPRESENTATION_FILE))
+    recommender = None
+    if (source / RECOMMENDER_DIRECTORY / "recommender.json").exists():  # the rankers stay, the items are the new log's
+        recommender = Recommender.load(source / RECOMMENDER_DIRECTORY)
+        recommender.stats = ItemStats.build(data.store, data.as_of, seed=cfg.seed)
     with BundleWriter(cfg.out_dir, base=source) as bundle:
         describe(cfg, bundle, data, model)
         shutil.rmtree(bundle.path / "store", ignore_errors=True)
@@ -477,6 +531,8 @@ def run_embed(cfg: DictConfig) -> Path | None:
             centroids, labels, similarity, hierarchy = segment(cfg, arrays["embedding"])
         write_segments(cfg, bundle, data, arrays["embedding"], centroids, labels, similarity, hierarchy, forecast,
                        arrays.get("predicted_spend"))
+        if recommender is not None:
+            write_recommendations(cfg, bundle, data, recommender, arrays.get("sequence", arrays["embedding"]))
     return Path(cfg.out_dir)
 
 
@@ -529,4 +585,23 @@ def run_forecast(cfg: DictConfig) -> Path:
     log.info("forecast of the next %g days for %d customers (%ss): %.0f transactions, spend %.2f; lifetime "
              "value %.2f (annual discount %g)", horizon, len(ids), meta["unit"], totals["expected_purchases"],
              totals["expected_spend"], totals["lifetime_value"], meta["discount_rate"])
+    return Path(cfg.out_dir)
+
+
+def run_recommend(cfg: DictConfig) -> Path:
+    """stage=recommend bundle=B [recommend.n=.. recommend.new_only=..]: the bundle again (out_dir) with
+    recommendations.parquet for its customers under these options: no retraining (one encoder pass for the
+    model's item scores). Erased customers stay erased (the bundle's own loading applies its tombstones)."""
+    source = require_bundle(cfg, "recommend")
+    if not (source / RECOMMENDER_DIRECTORY / "recommender.json").exists():
+        raise BundleError(f"{source}: no recommender ({RECOMMENDER_DIRECTORY}/): it was trained with "
+                          "recommend.enabled=false, its log could not teach one (see its training log), or by an "
+                          "older engine; retrain it with stage=all")
+    loaded = Bundle.load(source)
+    c = loaded.customers
+    recommender = Recommender.load(source / RECOMMENDER_DIRECTORY)
+    data = Data(c.store, loaded.manifest.get("data", {}), loaded.as_of)
+    sequence = sequence_embeddings(loaded.model, c.store, loaded.predict_max_len) if recommender.index else None
+    with BundleWriter(cfg.out_dir, base=source) as bundle:
+        write_recommendations(cfg, bundle, data, recommender, sequence)
     return Path(cfg.out_dir)

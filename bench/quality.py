@@ -3,6 +3,7 @@
     python bench/quality.py                  # Complete Journey (../shared) + the generated log, seeds 0 1 2
     python bench/quality.py --seeds 0 1 2 3 4 --logs completejourney
     python bench/quality.py --suite forecast # forecasts at three cutoffs per log -> bench/results/forecast.md
+    python bench/quality.py --suite recommend # recommendations, 4 weeks after a cutoff -> bench/results/recommend.md
 
 Each (log, seed) is one user-level run, `train.py stage=evaluate data.path=LOG data.cutoff=T` with the
 defaults (nothing tuned per log), which trains before the cutoff and scores after it. The seed moves the
@@ -41,6 +42,9 @@ FORECAST_CUTOFFS = {
     "completejourney": [("2017-08-28T04:00", 28), ("2017-06-26T04:00", 91), ("2017-05-15T04:00", 133)],
     "generated": [("2024-12-03", 28), ("2024-10-01", 91), ("2024-07-01", 183)],  # the log: 2024, 365 days
 }
+# Recommendations: the items bought in the 4 weeks after the cutoff (CJ: weeks 36-39 after weeks 1-35).
+RECOMMEND_CUTOFFS = {"completejourney": "2017-08-28T04:00", "generated": "2024-12-03"}
+RECOMMEND_BASELINES = ("popularity", "repeat", "item_knn")
 FORECAST_BASELINES = ("bgnbd_gamma_gamma", "pareto_nbd", "naive", "rfm_quantile", "zero")
 LOOKALIKE_BASELINES = ("tfidf", "tfidf_svd", "tfidf_knn", "activity")
 SEGMENT_BASELINES = ("rfm_kmeans", "rfm_cells", "bgnbd_tiles")
@@ -233,17 +237,77 @@ def forecast_suite(args) -> None:
     print(text)
 
 
+def recommend_markdown(name: str, log: dict, runs: list[dict], seeds: list[int]) -> tuple[str, list[str]]:
+    """A log's recommendation table (mean ± sd over the seeds) and the issue's targets."""
+    from engine.recommend.evaluation import METRICS, NAMES
+
+    per = [r["recommend"]["methods"] for r in runs]
+    stats = {m: {k: mean_sd([p[m][k] for p in per]) for k in METRICS} for m in per[0]}
+    lines = [f"## {log['title']}: recommendations", "",
+             f"`train.py stage=evaluate evaluate.sections=[recommend] data.path={display(log['path'])} "
+             f"data.cutoff={RECOMMEND_CUTOFFS[name]} seed=S`, seeds {', '.join(map(str, seeds))}; the items each "
+             f"customer bought in the {runs[0]['recommend']['horizon_days']:g} days after the cutoff, over the "
+             f"{per[0]['engine']['customers']} customers who bought any ({per[0]['engine']['new_customers']} bought "
+             f"an item new to them); mean ± standard deviation over the seeds; "
+             f"{np.mean([r['seconds'] for r in runs]):.0f} s a run.", "",
+             "| method | " + " | ".join(METRICS) + " |", "| --- " * (len(METRICS) + 1) + "|"]
+    for m, figs in stats.items():
+        lines.append(f"| {NAMES.get(m, m)} | " + " | ".join(f"{mu:.4f} ± {sd:.4f}" for mu, sd in figs.values()) + " |")
+    verdict = []
+    e = stats["engine"]
+    for metric, against in (("recall@20", RECOMMEND_BASELINES), ("ndcg@20", RECOMMEND_BASELINES),
+                            ("new_recall@20", ("popularity", "item_knn"))):
+        for b in against:
+            margin = e[metric][0] - stats[b][metric][0]
+            ok = margin > max(e[metric][1], stats[b][metric][1])  # a margin inside the spread is no win
+            verdict.append(f"- {'met' if ok else '**not met**'}: {name}: {metric} {e[metric][0]:.4f} ± "
+                           f"{e[metric][1]:.4f} vs {NAMES[b]} {stats[b][metric][0]:.4f} ({margin:+.4f})")
+    return "\n".join(lines + [""]), verdict
+
+
+def recommend_suite(args) -> None:
+    sections, verdicts_, raw = [], [], {}
+    with tempfile.TemporaryDirectory(prefix="recommend-") as tmp:
+        work = Path(tmp)
+        for name in args.logs:
+            log = dict(LOGS[name])
+            if log["path"] is None:
+                log["path"] = generated_log(work)
+            runs = []
+            for seed in args.seeds:
+                print(f"[recommend] {name} seed {seed} ...", flush=True)
+                runs.append(run({**log, "cutoff": RECOMMEND_CUTOFFS[name]}, seed, work / name,
+                                ["evaluate.sections=[recommend]", *args.overrides]))
+                print(f"[recommend] ... {runs[-1]['seconds']:.0f} s", flush=True)
+            text, verdict = recommend_markdown(name, LOGS[name], runs, args.seeds)
+            sections.append(text)
+            verdicts_ += verdict
+            raw[name] = runs
+    head = ["# Recommendations on real and generated logs", "", "Written by `python bench/quality.py "
+            + " ".join(sys.argv[1:]) + "`. The baselines score the same candidates in the same runs: every item "
+            "a customer bought (up to 300) and the 100 most bought items are among them, so the popularity and "
+            "repeat lists are those over the whole catalogue. A margin inside the spread is no win.", ""]
+    text = "\n".join(head + sections + ["## Targets", "", *verdicts_, ""])
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "recommend.md").write_text(text)
+    (args.out / "recommend.json").write_text(json.dumps(raw, indent=1))
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--logs", nargs="+", default=list(LOGS), choices=list(LOGS))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--suite", choices=["quality", "forecast"], default="quality",
-                        help="quality: lookalikes and segments (quality.md); forecast: forecasts (forecast.md)")
+    parser.add_argument("--suite", choices=["quality", "forecast", "recommend"], default="quality",
+                        help="quality: lookalikes and segments (quality.md); forecast: forecasts (forecast.md); "
+                        "recommend: recommendations (recommend.md)")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides (a variant to compare)")
     args = parser.parse_args()
     if args.suite == "forecast":
         return forecast_suite(args)
+    if args.suite == "recommend":
+        return recommend_suite(args)
     sections, raw = [], {}
     with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
         work = Path(tmp)

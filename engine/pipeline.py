@@ -35,7 +35,13 @@ from engine.model.io import MODEL_FILE, load_model, save_model
 from engine.recommend.candidates import Filters
 from engine.recommend.items import ItemStats
 from engine.recommend.recommender import DIRECTORY as RECOMMENDER_DIRECTORY
-from engine.recommend.recommender import NotLearnable, Recommender, fit_recommender, recommend_base, sequence_embeddings
+from engine.recommend.recommender import (
+    NotLearnable,
+    Recommender,
+    fit_recommender,
+    recommend_base,
+    sequence_embeddings,
+)
 from engine.represent import FILE as REPRESENTATION_FILE
 from engine.represent import Representation
 from engine.segment.describe import describe as describe_segments

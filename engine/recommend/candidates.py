@@ -20,7 +20,7 @@ from engine.recommend.items import DAY, RECENT_DAYS, ItemStats, Purchases
 FEATURES = ("own_count", "own_share", "bought", "days_since", "recent_count", "due", "has_interval",
             "returned", "popularity", "recent_popularity", "repeat_rate", "cooccurrence", "model_score",
             "in_model", "category_share", "item_age", "customer_lines", "customer_items", "customer_recency")
-OWN, NEAREST, MODEL, POPULAR = 300, 100, 50, 50  # candidates per customer from each source, at most
+OWN, NEAREST, MODEL, POPULAR = 300, 100, 50, 100  # candidates per customer from each source, at most
 
 
 @dataclass
@@ -122,9 +122,7 @@ def candidates(p: Purchases, stats: ItemStats, as_of: int, model: ModelScores | 
     dense = model.dense() if model is not None else None
     if dense is not None and model_k:
         sources_keys.append((np.arange(n)[:, None] * n_items + model.top(model_k)).ravel())
-    popular = stats.popular(popular_k, recent=True)
-    if len(popular) < popular_k:
-        popular = stats.popular(popular_k)
+    popular = np.union1d(stats.popular(popular_k), stats.popular(popular_k // 2, recent=True))
     if filters.categories is not None:  # enough of the asked categories to fill a list
         allowed_items = np.flatnonzero(np.isin(stats.category, filters.categories) & (stats.buyers > 0))
         popular = np.union1d(popular, allowed_items[np.argsort(-stats.buyers[allowed_items])][:popular_k])

@@ -30,6 +30,7 @@ from engine.bundle.customers import (
     HIERARCHY,
     INDEX,
     PROFILES,
+    RECOMMENDATIONS,
     SEGMENTS,
     STORE,
     Customers,
@@ -199,6 +200,18 @@ class Bundle:
         return self._representation
 
     @property
+    def recommender(self):
+        """The recommender (engine.recommend) of bundles that have one, else None; read on first use."""
+        with self._model_lock:
+            if not hasattr(self, "_recommender"):
+                from engine.recommend.recommender import DIRECTORY, Recommender
+
+                path = self.path / DIRECTORY
+                self._recommender = (read_file(self.path, DIRECTORY, Recommender.load)
+                                     if (path / "recommender.json").exists() else None)
+        return self._recommender
+
+    @property
     def vocabs(self) -> dict[str, list[str]]:
         return self.customers.store.vocabs
 
@@ -217,7 +230,7 @@ class Bundle:
                 )
             append_tombstone(self.path, customer_id)
             remaining = current.without(np.array([row]))
-            names = {INDEX, EMBEDDINGS, SEGMENTS, FORECAST, STORE, PROFILES}
+            names = {INDEX, EMBEDDINGS, SEGMENTS, FORECAST, STORE, PROFILES, RECOMMENDATIONS}
             self.customers = write_files(self.path, remaining, names)
             self._write_manifest()
         log.info("%s: erased one customer (%d remain)", self.path, self.customers.n)
@@ -231,6 +244,8 @@ class Bundle:
         for name in (EMBEDDINGS, SEGMENTS, FORECAST):
             if name in files:
                 files[name] = {**files[name], "rows": c.n}
+        if RECOMMENDATIONS in files and c.recommendations is not None:
+            files[RECOMMENDATIONS] = {**files[RECOMMENDATIONS], "rows": c.recommendations.num_rows}
         manifest["files"] = files
         replace_file(
             self.path / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1, default=str))

@@ -34,6 +34,7 @@ from engine.segment.hierarchy import Hierarchy
 
 EMBEDDINGS, SEGMENTS, FORECAST = "embeddings.parquet", "segments.parquet", "forecast.parquet"
 PROFILES, HIERARCHY, INDEX, STORE = "profiles.parquet", "hierarchy.json", "index.faiss", "store"
+RECOMMENDATIONS = "recommendations.parquet"  # many rows per customer (customer_id, item_id, rank, score)
 
 
 def read_file(directory: Path, name: str, reader):
@@ -66,6 +67,7 @@ class Customers:
     index: faiss.Index
     profiles: pa.Table
     hierarchy: Hierarchy
+    recommendations: pa.Table | None = None  # the batch recommendations, rows by customer_id
     cache: dict = field(default_factory=dict, compare=False, repr=False)  # derived from these customers only
 
     @property
@@ -99,6 +101,8 @@ class Customers:
             index=index_without(self.index, rows),
             profiles=profiles,
             hierarchy=hierarchy,
+            recommendations=None if self.recommendations is None else self.recommendations.filter(
+                pc.invert(pc.is_in(self.recommendations["customer_id"], value_set=self.ids.take(pa.array(rows))))),
         ).indexed()
 
     def indexed(self) -> Customers:
@@ -186,6 +190,8 @@ def write_files(directory: Path, customers: Customers, names: set[str]) -> Custo
         replace_file(directory / SEGMENTS, lambda tmp: pq.write_table(c.segments, tmp))
     if FORECAST in names and c.forecast is not None:
         replace_file(directory / FORECAST, lambda tmp: pq.write_table(c.forecast, tmp))
+    if RECOMMENDATIONS in names and c.recommendations is not None:
+        replace_file(directory / RECOMMENDATIONS, lambda tmp: pq.write_table(c.recommendations, tmp))
     if STORE in names:
         c.store.save(directory / STORE)
         c = dataclasses.replace(c, store=SequenceStore.open(directory / STORE))
@@ -206,6 +212,8 @@ def load_customers(
     forecast = read_file(directory, FORECAST, pq.read_table) if (directory / FORECAST).exists() else None
     store = read_file(directory, STORE, SequenceStore.open)
     index = read_file(directory, INDEX, load_index)
+    recommendations = (read_file(directory, RECOMMENDATIONS, pq.read_table)
+                       if (directory / RECOMMENDATIONS).exists() else None)
     gone = pa.array(erased, pa.string())
 
     def present(column) -> np.ndarray:
@@ -230,11 +238,14 @@ def load_customers(
         forecast, rewrite = forecast.filter(pa.array(~drop)), rewrite | {FORECAST}
     if (drop := present(store.customer_ids)).any():
         store, rewrite = store.take(np.flatnonzero(~drop)), rewrite | {STORE}
+    if recommendations is not None and (drop := present(recommendations["customer_id"])).any():
+        recommendations, rewrite = recommendations.filter(pa.array(~drop)), rewrite | {RECOMMENDATIONS}
     if rewrite or sizes_differ(profiles, hierarchy, segments):
         rewrite.add(PROFILES)
     profiles, hierarchy = with_sizes(profiles, hierarchy, segments)
     customers = Customers(
-        ids, {}, np.ascontiguousarray(embeddings), segments, forecast, store, index, profiles, hierarchy
+        ids, {}, np.ascontiguousarray(embeddings), segments, forecast, store, index, profiles, hierarchy,
+        recommendations,
     )
     check(directory, customers)
     return write_files(directory, customers.indexed(), rewrite), rewrite

@@ -153,6 +153,14 @@ class Scorer:
             out["embedding"] = self.representation.transform(store, as_of, out["embedding"][None])[0]
         return out
 
+    def sequence(self, store: SequenceStore) -> np.ndarray:
+        """float32 [d]: the encoder's own embedding of the one customer's last predict_max_len events (no
+        forecast, no hybrid vector): what the recommender's item scores read."""
+        starts, lengths = last_events(store, np.zeros(1, dtype=np.int64), self.bundle.predict_max_len)
+        batch = {k: v.to(self.device) for k, v in gather(store, starts, lengths).items()}
+        with torch.inference_mode():
+            return self.model.embedding(self.model.state(batch))[0].float().cpu().numpy()
+
     def score(self, events: list[dict], customer_id: str | None, include_embedding: bool = False,
               horizon_days: float | None = None) -> dict:
         return_types = self.bundle.customers.store.return_types

@@ -44,9 +44,20 @@ class ModelScores:
 
     def dense(self) -> np.ndarray:
         """float32 [n, n_head]: every customer's score of every head item (id 0 at -inf)."""
-        s = (self.embeddings @ self.item_vectors.T) / self.temperature
+        s = (self.embeddings @ self.item_vectors.T) / np.float32(self.temperature)
         s[:, 0] = -np.inf
-        return s.astype(np.float32)
+        return s
+
+    def pairs(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """float32 [m]: the score of each (row, head item) pair; a few customers' pairs one by one, a batch's
+        through the dense product."""
+        if len(self.embeddings) > 64:
+            return self.dense()[rows, items]
+        out = np.empty(len(rows), np.float32)
+        for start in range(0, len(rows), 1 << 16):
+            r, i = rows[start:start + (1 << 16)], items[start:start + (1 << 16)]
+            out[start:start + len(r)] = np.einsum("ij,ij->i", self.embeddings[r], self.item_vectors[i])
+        return out / np.float32(self.temperature)
 
 
 @dataclass
@@ -119,8 +130,7 @@ def candidates(p: Purchases, stats: ItemStats, as_of: int, model: ModelScores | 
     order = np.argsort(near_keys)
     near_keys, near_score = near_keys[order], near.data[order].astype(np.float64)
     sources_keys.append(near_keys[_top_per_row(near_keys // n_items, near_keys % n_items, near_score, near_k)])
-    dense = model.dense() if model is not None else None
-    if dense is not None and model_k:
+    if model is not None and model_k:
         sources_keys.append((np.arange(n)[:, None] * n_items + model.top(model_k)).ravel())
     popular = np.union1d(stats.popular(popular_k), stats.popular(popular_k // 2, recent=True))
     if filters.categories is not None:  # enough of the asked categories to fill a list
@@ -158,9 +168,9 @@ def candidates(p: Purchases, stats: ItemStats, as_of: int, model: ModelScores | 
     f[:, 9] = np.log1p(stats.recent_buyers[item]) / base
     f[:, 10] = (stats.repeat_buyers[item] + 0.5) / (stats.buyers[item] + 1.0)
     f[:, 11] = np.log1p(_lookup(keys, near_keys, near_score))
-    if dense is not None:
-        head = item < dense.shape[1]
-        f[head, 12] = dense[row[head], item[head]]
+    if model is not None:
+        head = (item < len(model.item_vectors)) & (item > 0)
+        f[head, 12] = model.pairs(row[head], item[head])
         f[:, 13] = head
     n_cats = int(stats.category.max()) + 1
     cat_of_purchase = stats.category[p.item].astype(np.int64)

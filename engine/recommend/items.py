@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +92,7 @@ class ItemStats:
     similarity: np.ndarray      # float32 [n_items, NEIGHBOURS]: their cosine similarity
     as_of: int
     n_customers: int
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)  # derived arrays, built on first use
 
     @property
     def n_items(self) -> int:
@@ -99,23 +100,28 @@ class ItemStats:
 
     def popular(self, n: int, recent: bool = False) -> np.ndarray:
         """The ``n`` most bought item ids (by distinct buyers), most bought first."""
-        score = self.recent_buyers if recent else self.buyers
-        top = np.argsort(-score, kind="stable")
-        return top[score[top] > 0][:n]
+        key = ("recent" if recent else "all", n)
+        if key not in self._cache:
+            score = self.recent_buyers if recent else self.buyers
+            top = np.argsort(-score, kind="stable")
+            self._cache[key] = top[score[top] > 0][:n]
+        return self._cache[key]
 
     def neighbour_matrix(self) -> sp.csr_matrix:
-        """float32 [n_items, n_items]: row i holds the similarity of item i's nearest items."""
-        n, k = self.neighbours.shape
-        rows = np.repeat(np.arange(n), k)
-        keep = self.similarity.ravel() > 0
-        return sp.csr_matrix((self.similarity.ravel()[keep], (rows[keep], self.neighbours.ravel()[keep])),
-                             shape=(n, n))
+        """float32 [n_items, n_items]: row i holds the similarity of item i's nearest items (built once)."""
+        if "neighbours" not in self._cache:
+            n, k = self.neighbours.shape
+            rows = np.repeat(np.arange(n), k)
+            keep = self.similarity.ravel() > 0
+            self._cache["neighbours"] = sp.csr_matrix(
+                (self.similarity.ravel()[keep], (rows[keep], self.neighbours.ravel()[keep])), shape=(n, n))
+        return self._cache["neighbours"]
 
     def save(self, directory: str | Path) -> None:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         for f in fields(self):
-            if f.name not in ("as_of", "n_customers"):
+            if f.name not in ("as_of", "n_customers", "_cache"):
                 np.save(out / f"{f.name}.npy", getattr(self, f.name))
         (out / "items.json").write_text(json.dumps({"as_of": self.as_of, "n_customers": self.n_customers}))
 
@@ -124,7 +130,7 @@ class ItemStats:
         path = Path(directory)
         meta = json.loads((path / "items.json").read_text())
         arrays = {f.name: np.load(path / f"{f.name}.npy", allow_pickle=False)
-                  for f in fields(cls) if f.name not in ("as_of", "n_customers")}
+                  for f in fields(cls) if f.name not in ("as_of", "n_customers", "_cache")}
         return cls(**arrays, as_of=int(meta["as_of"]), n_customers=int(meta["n_customers"]))
 
     @classmethod

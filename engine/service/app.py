@@ -27,8 +27,15 @@ from engine import __version__
 from engine.bundle import Bundle, BundleError, UnknownCustomer
 from engine.data.events import EventLogError
 from engine.embed.online import score_events, scorer
-from engine.service import answers
-from engine.service.schemas import MAX_HORIZON_DAYS, LookalikeRequest, ReloadRequest, ScoreRequest
+from engine.service import answers, recommend
+from engine.service.schemas import (
+    MAX_HORIZON_DAYS,
+    MAX_RECOMMENDATIONS,
+    LookalikeRequest,
+    RecommendRequest,
+    ReloadRequest,
+    ScoreRequest,
+)
 
 log = logging.getLogger(__name__)
 WRITES_OFF = ("writes are off: this service has no token; start it with token=SECRET (or the environment "
@@ -158,6 +165,38 @@ def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None =
     @app.get("/segments/{segment_id}", summary="One segment")
     def get_segment(segment_id: int, bundle: Current) -> dict:
         return answers.segment(bundle, segment_id)
+
+    @app.get("/segments/{segment_id}/items", summary="The items that over-index in a segment, with lift")
+    def get_segment_items(
+        segment_id: int,
+        bundle: Current,
+        n: Annotated[int, Query(ge=1, le=MAX_RECOMMENDATIONS)] = 20,
+        min_share: Annotated[float, Query(ge=0, le=1)] = 0.05,
+    ) -> dict:
+        return recommend.segment_items(bundle, segment_id, n, min_share)
+
+    # before /customers/{id}: its path parameter would take "ID/recommendations" too
+    @app.get("/customers/{customer_id:path}/recommendations",
+             summary="The items a stored customer is most likely to buy next")
+    def get_recommendations(
+        customer_id: str,
+        bundle: Current,
+        n: Annotated[int, Query(ge=1, le=MAX_RECOMMENDATIONS)] = 20,
+        exclude_recent_days: Annotated[float, Query(ge=0, le=MAX_HORIZON_DAYS)] = 0.0,
+        exclude_returned: bool = True,
+        new_only: bool = False,
+        category: Annotated[list[str] | None, Query()] = None,
+    ) -> dict:
+        f = recommend.filters(bundle, exclude_recent_days, new_only, category, exclude_returned)
+        return recommend.customer_recommendations(bundle, customer_id, n, f)
+
+    @app.post("/recommend", summary="Recommendations in real time from recent events (a known customer's "
+              "history comes first)")
+    def recommend_now(body: RecommendRequest, bundle: Current) -> dict:
+        f = recommend.filters(bundle, body.exclude_recent_days, body.new_only, body.categories,
+                              body.exclude_returned)
+        events = [vars(event) for event in body.events]
+        return recommend.events_recommendations(bundle, events, body.customer_id, body.n, f)
 
     @app.get("/customers/{customer_id:path}", summary="A customer's segment, hierarchy path and forecast")
     def get_customer(

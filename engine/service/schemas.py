@@ -63,6 +63,24 @@ class ScoreRequest(BaseModel):
     horizon_days: float | None = Field(default=None, gt=0, le=MAX_HORIZON_DAYS)  # default: the bundle's
 
 
+MAX_RECOMMENDATIONS = 500
+
+
+class RecommendRequest(BaseModel):
+    """Recent events of a customer (a known customer's are appended to their stored history) and what to
+    leave out of the list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: Token | None = None
+    events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
+    n: int = Field(default=20, ge=1, le=MAX_RECOMMENDATIONS)
+    exclude_recent_days: float = Field(default=0.0, ge=0, le=MAX_HORIZON_DAYS)
+    exclude_returned: bool = True
+    new_only: bool = False
+    categories: list[Token] | None = Field(default=None, min_length=1, max_length=10_000)
+
+
 class LookalikeRequest(BaseModel):
     """Seeds (customer ids, or every member of a segment), and how many to return: size or fraction."""
 

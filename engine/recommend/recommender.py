@@ -190,9 +190,9 @@ def fit_recommender(store: SequenceStore, as_of: int, model, horizon_days: float
 
 
 def recommend_base(rec: Recommender, store: SequenceStore, sequence: np.ndarray | None, as_of: int, n: int,
-                   filters: Filters, progress=None) -> pa.Table:
+                   filters: Filters) -> pa.Table:
     """recommendations.parquet's table for every customer of ``store``: customer_id, item_id, rank (1 = best),
-    score; CHUNK customers at a time."""
+    score; CHUNK customers at a time, progress logged every tenth of the base."""
     purchases = Purchases.of(store, as_of)
     vocab = np.asarray(store.vocabs["item_id"], dtype=object)
     parts = []
@@ -205,8 +205,9 @@ def recommend_base(rec: Recommender, store: SequenceStore, sequence: np.ndarray 
         parts.append(pa.table({"customer_id": store.customer_ids.take(pa.array(rows[r])),
                                "item_id": pa.array(vocab[items[valid]].tolist(), pa.string()),
                                "rank": pa.array(k + 1, pa.int32()), "score": pa.array(scores[valid], pa.float32())}))
-        if progress is not None:
-            progress(len(rows))
+        done = int(rows[-1]) + 1
+        if store.n_customers > 10 * CHUNK and done * 10 // store.n_customers > start * 10 // store.n_customers:
+            log.info("recommendations: %d of %d customers", done, store.n_customers)
     if not parts:
         return pa.table({"customer_id": pa.array([], pa.string()), "item_id": pa.array([], pa.string()),
                          "rank": pa.array([], pa.int32()), "score": pa.array([], pa.float32())})

@@ -416,16 +416,25 @@ def recommend_filters(cfg: DictConfig, store: SequenceStore) -> Filters:
     return Filters(float(r.exclude_recent_days), bool(r.exclude_returned), bool(r.new_only), categories)
 
 
+def datamodule_split(cfg: DictConfig, data: Data) -> np.ndarray:
+    """The rows of the encoder's validation customers (the loader's seeded split of the ids)."""
+    from engine.model.datamodule import split_rows
+
+    return split_rows(data.store.customer_ids, cfg.loader.get("val_fraction", 0.1), cfg.seed)[1]
+
+
 def fit_recommendations(cfg: DictConfig, model, data: Data) -> Recommender | None:
     """The bundle's recommender (engine.recommend), or None, said in the log, when recommend.enabled is
     false or the log cannot teach it."""
     if not cfg.recommend.enabled:
         return None
+    unseen = np.zeros(data.store.n_customers, bool)  # the encoder's validation customers: it never trained on them
+    unseen[datamodule_split(cfg, data)] = True
     try:
         return fit_recommender(data.store, data.as_of, model, cfg.recommend.horizon_days,
                                {"accelerator": cfg.trainer.accelerator, "devices": 1,
                                 "enable_progress_bar": cfg.trainer.enable_progress_bar},
-                               cfg.loader.predict_max_len, cfg.seed)
+                               cfg.loader.predict_max_len, cfg.seed, unseen=unseen)
     except NotLearnable as err:
         log.warning("%s: this bundle has no recommendations", err)
         return None
@@ -436,7 +445,8 @@ def write_recommendations(cfg: DictConfig, bundle: BundleWriter, data: Data, rec
     """items/ (the recommender) and recommendations.parquet (recommend.n per customer) into the bundle."""
     recommender.save(bundle.path / RECOMMENDER_DIRECTORY)
     filters = recommend_filters(cfg, data.store)
-    table = recommend_base(recommender, data.store, sequence, data.as_of, cfg.recommend.n, filters)
+    table = recommend_base(recommender, data.store, sequence if filters.new_only else None, data.as_of,
+                           cfg.recommend.n, filters)
     bundle.write_table("recommendations.parquet", table)
     bundle.manifest["recommend"] = {"n": cfg.recommend.n, "horizon_days": recommender.horizon_days,
                                     **OmegaConf.to_container(cfg.recommend), **recommender.summary}
@@ -607,7 +617,8 @@ def run_recommend(cfg: DictConfig) -> Path:
     c = loaded.customers
     recommender = Recommender.load(source / RECOMMENDER_DIRECTORY)
     data = Data(c.store, loaded.manifest.get("data", {}), loaded.as_of)
-    sequence = sequence_embeddings(loaded.model, c.store, loaded.predict_max_len) if recommender.index else None
+    sequence = (sequence_embeddings(loaded.model, c.store, loaded.predict_max_len)
+                if recommender.index is not None and cfg.recommend.new_only else None)  # new-item lists read it
     with BundleWriter(cfg.out_dir, base=source) as bundle:
         write_recommendations(cfg, bundle, data, recommender, sequence)
     return Path(cfg.out_dir)

@@ -70,23 +70,25 @@ def scores(items: np.ndarray, truth: sp.csr_matrix) -> dict[str, float]:
 
 
 def evaluate(c: Candidates, n_rows: int, engine_score: np.ndarray, history: Purchases, truth_m: sp.csr_matrix,
-             engine_new_score: np.ndarray | None = None) -> dict[str, dict[str, float]]:
-    """{method: {metric: value}} for the engine's scores (``engine_new_score``: its scores for new-item
-    lists, the discovery ranker's) and every baseline on the same candidates."""
-    bought = c.features[:, _F["bought"]] > 0
-    methods = {"engine": engine_score, **baseline_scores(c)}
-    new_scores = {"engine": engine_new_score if engine_new_score is not None else engine_score}
+             new: tuple[Candidates, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+    """{method: {metric: value}} for the engine's scores of candidates ``c`` and every baseline on the same
+    candidates. ``new``: the engine's candidates and scores for new-item lists (the discovery ranker's,
+    over candidates with the model's), also where the model-only row is scored; default ``c`` and its scores."""
+    c_new, new_score = new if new is not None else (c, engine_score)
+    model_only = baseline_scores(c_new)["model_only"]
+    lists = {"engine": (c, engine_score, c_new, new_score)}
+    lists.update({k: (c, v, c, v) for k, v in baseline_scores(c).items() if k != "model_only"})
+    lists["model_only"] = (c_new, model_only, c_new, model_only)
     past = sp.csr_matrix((np.ones(len(history.row), bool), (history.row, history.item)), shape=truth_m.shape)
     new_truth = (truth_m > past).astype(bool).tocsr()  # bought after, never before
     out = {}
-    for name, s in methods.items():
-        items, _ = top_n(c.row, c.item, s, n_rows, N)
+    for name, (ca, sa, cb, sb) in lists.items():
+        items, _ = top_n(ca.row, ca.item, sa, n_rows, N)
         result = scores(items, truth_m)
-        s_new = new_scores.get(name, s)
-        new_items, _ = top_n(c.row[~bought], c.item[~bought], s_new[~bought], n_rows, N)
-        new = scores(new_items, new_truth)
-        result["new_recall@20"] = new["recall@20"]
-        result["new_customers"] = new["customers"]
+        unbought = cb.features[:, _F["bought"]] == 0
+        new_items, _ = top_n(cb.row[unbought], cb.item[unbought], sb[unbought], n_rows, N)
+        fresh = scores(new_items, new_truth)
+        result["new_recall@20"], result["new_customers"] = fresh["recall@20"], fresh["customers"]
         out[name] = result
     return out
 
@@ -102,11 +104,16 @@ def markdown(results: dict[str, dict[str, float]]) -> str:
 def evaluate_recommender(recommender, store, future, as_of: int, sequence: np.ndarray | None,
                          horizon_days: float) -> dict:
     """The recommender's lists for ``store``'s customers as of ``as_of`` against what they bought in the
-    ``horizon_days`` after (``future``: the same customers' later events), beside the baselines."""
+    ``horizon_days`` after (``future``: the same customers' later events), beside the baselines. Each list
+    is what the service answers: the main lists from the history alone, the new-item lists (new_only) with
+    the model's candidates and scores."""
     history = Purchases.of(store, as_of)
-    c = candidates(history, recommender.stats, as_of, recommender.model_scores(sequence),
-                   Filters(exclude_returned=False))
+    everything = Filters(exclude_returned=False)
+    c = candidates(history, recommender.stats, as_of, None, everything)
     truth_m = truth(Purchases.of(future), as_of, horizon_days, recommender.stats.n_items)
-    results = evaluate(c, history.n, recommender.ranker.score(c.features), history, truth_m,
-                       recommender.discovery.score(c.features))
+    new = None
+    if recommender.model_scores(sequence) is not None:
+        c_model = candidates(history, recommender.stats, as_of, recommender.model_scores(sequence), everything)
+        new = (c_model, recommender.discovery_scores(c_model.features))
+    results = evaluate(c, history.n, recommender.main_scores(c.features), history, truth_m, new)
     return {"horizon_days": horizon_days, "methods": results}

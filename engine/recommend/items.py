@@ -58,14 +58,17 @@ class Purchases:
         return Purchases(self.n, self.row[keep], self.item[keep], self.ts[keep], self.returned)
 
     def take(self, rows: np.ndarray) -> Purchases:
-        """The purchases of ``rows`` (ascending), renumbered 0..len(rows)-1."""
+        """The purchases of ``rows`` (in that order), renumbered 0..len(rows)-1, in row order."""
         rows = np.asarray(rows, dtype=np.int64)
         new = np.full(self.n, -1, np.int64)
         new[rows] = np.arange(len(rows))
-        keep = new[self.row] >= 0
-        back = new[self.returned[0]] >= 0 if self.returned.size else np.zeros(0, bool)
+        keep = np.flatnonzero(new[self.row] >= 0)
+        keep = keep[np.argsort(new[self.row[keep]], kind="stable")]  # by new row, time order kept within
+        r = self.returned
+        back = np.flatnonzero(new[r[0]] >= 0) if r.size else np.zeros(0, np.int64)
+        back = back[np.argsort(new[r[0][back]], kind="stable")]
         return Purchases(len(rows), new[self.row[keep]], self.item[keep], self.ts[keep],
-                         np.stack([new[self.returned[0][back]], self.returned[1][back]]))
+                         np.stack([new[r[0][back]], r[1][back]]))
 
     def slice(self, start: int, stop: int) -> Purchases:
         """The purchases of rows [start, stop), renumbered from 0 (rows are in order: two binary searches)."""

@@ -41,7 +41,8 @@ def filters(bundle: Bundle, exclude_recent_days: float = 0.0, new_only: bool = F
 
 def _answer(bundle: Bundle, store: SequenceStore, as_of: int, n: int, f: Filters) -> list[dict]:
     rec = recommender_of(bundle)
-    sequence = scorer(bundle).sequence(store)[None] if rec.index is not None else None
+    # only the new-item lists read the model (engine.recommend.recommender.fit_recommender)
+    sequence = scorer(bundle).sequence(store)[None] if rec.index is not None and f.new_only else None
     p = Purchases.of(store, as_of)
     items, scores = rec.recommend(p, sequence, as_of, n, f)
     vocab, categories = bundle.vocabs["item_id"], bundle.vocabs["category"]

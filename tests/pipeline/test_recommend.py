@@ -44,7 +44,35 @@ def test_all_writes_ranked_recommendations_for_every_customer(bundle):
         scores = [r["score"] for r in items]
         assert scores == sorted(scores, reverse=True)
         assert len({r["item_id"] for r in items}) == len(items)
-    assert (bundle / "items" / "ranker.pt").exists() and (bundle / "items" / "items.faiss").exists()
+    assert (bundle / "items" / "ranker.pt").exists() and (bundle / "items" / "discovery.pt").exists()
+    # 24 customers held out of the encoder's training: too few to learn how far to trust its item scores
+    assert not manifest["recommend"]["model_scores"] and not (bundle / "items" / "items.faiss").exists()
+
+
+def test_new_item_lists_read_the_model_when_enough_customers_were_held_out_of_its_training(bundle):
+    from engine.model.io import load_model
+    from engine.recommend.candidates import Filters
+    from engine.recommend.recommender import fit_recommender, sequence_embeddings
+
+    store = SequenceStore.open(bundle / "store")
+    as_of = json.loads((bundle / "manifest.json").read_text())["as_of"]
+    model, _ = load_model(bundle / "model.pt")
+    unseen = np.arange(store.n_customers) % 2 == 0
+    rec = fit_recommender(store, as_of, model, 28, {"accelerator": "cpu", "devices": 1,
+                                                    "enable_progress_bar": False}, unseen=unseen)
+    assert rec.summary["model_scores"] and rec.index is not None and rec.index.ntotal == len(model.item_vectors)
+    sequence = sequence_embeddings(model, store, 256)
+    p = Purchases.of(store, as_of)
+    plain, _ = rec.recommend(p, sequence, as_of, 10, Filters(new_only=True))
+    p_items = {(r, i) for r, i in zip(p.row, p.item, strict=True)}
+    assert all((r, i) not in p_items for r in range(store.n_customers) for i in plain[r] if i > 0)
+    moved = rec.model_scores(sequence[::-1].copy())  # other customers' embeddings change the new-item lists
+    assert moved is not None
+    other, _ = rec.recommend(p, sequence[::-1].copy(), as_of, 10, Filters(new_only=True))
+    assert (other != plain).any()
+    main_a, _ = rec.recommend(p, sequence, as_of, 10)
+    main_b, _ = rec.recommend(p, None, as_of, 10)
+    assert np.array_equal(main_a, main_b)  # the main lists read the history alone
 
 
 def test_recommend_stage_answers_other_options_without_retraining(bundle, tmp_path):

@@ -34,6 +34,7 @@ class DataSchema:
     dedupe: bool = True
     min_count: int = 2
     cutoff: str | None = None
+    strict: bool = False
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 

@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from engine.bundle.bundle import TOMBSTONES, Bundle, read_tombstones
 from engine.bundle.writer import BundleError, BundleWriter, embeddings_table, read_embeddings
 from engine.data import Columns, EventLogSpec, SequenceStore, load_store
+from engine.data.checks import check_columns, check_purchases
+from engine.data.events import resolve_files
 from engine.data.memory import release_freed_memory
 from engine.data.summary import customer_summary
 from engine.embed.writer import embed_base, forecast_table
@@ -56,6 +58,7 @@ MIN_FORECAST_BUYERS = 50
 CALIBRATION_CUSTOMERS = 20_000  # a sample: the calibration embeds it twice
 HEAD_PAIRS = 200_000  # forecast pairs the head is fitted on, at most (engine.model.head)
 CONTEXT_SAMPLE = 10_000  # customers whose forecast context sets its standardisation
+CALIBRATION_RANGE = (0.5, 2.0)  # calibration factors outside it are flagged
 
 
 @dataclass
@@ -105,7 +108,9 @@ def load_data(cfg: DictConfig, vocabs: dict | None = None) -> Data:
     d = cfg.data
     spec = EventLogSpec(events_path(cfg), Columns(**d.columns), list(d.purchase_types), list(d.return_types),
                         d.on_bad_rows, d.dedupe)
+    check_columns(resolve_files(spec.path), spec.columns, d.strict)
     store, report = load_store(spec, min_count=d.min_count, vocabs=vocabs)
+    check_purchases(store, spec.purchase_types, d.strict)
     erased = erased_ids(cfg)
     if erased:
         gone = store.customer_index(erased)
@@ -253,6 +258,16 @@ def calibrate_forecast(cfg: DictConfig, model, data: Data, spend_scale: float) -
     model.calibration.copy_(torch.as_tensor(factor, dtype=model.calibration.dtype) * model.calibration)
     log.info("forecast calibrated on the last %.0f days: transactions x%.3f, spend x%.3f",
              window / 86400, factor[0], factor[1])
+    if calibration_flagged(factor):
+        log.warning("forecast calibration outside [%g, %g] (transactions x%.3f, spend x%.3f): the head's fit "
+                    "and the last %.0f days disagree; treat the forecast with care (it is flagged in the "
+                    "manifest and the report)", *CALIBRATION_RANGE, factor[0], factor[1], window / 86400)
+
+
+def calibration_flagged(factor) -> bool:
+    """A calibration factor outside CALIBRATION_RANGE: the forecast needed a large correction."""
+    low, high = CALIBRATION_RANGE
+    return bool(np.any((np.asarray(factor) < low) | (np.asarray(factor) > high)))
 
 
 def process_of(model, arrays: dict[str, np.ndarray]) -> Process:
@@ -389,16 +404,25 @@ def carry_tombstones(cfg: DictConfig, bundle: BundleWriter) -> None:
             f.writelines(json.dumps({"customer_id": c, "carried": True}) + "\n" for c in erased)
 
 
-def describe(cfg: DictConfig, bundle: BundleWriter, data: Data, model=None) -> None:
+def describe(cfg: DictConfig, bundle: BundleWriter, data: Data, model=None, stage: str | None = None) -> None:
     carry_tombstones(cfg, bundle)
+    bundle.manifest["stage"] = stage or cfg.stage
     bundle.manifest["config"] = OmegaConf.to_container(cfg, resolve=True)
     bundle.manifest["data"] = data.info
     has_head = model is not None and hasattr(model, "head")
     bundle.manifest["horizon_days"] = cfg.forecast.horizon_days if has_head else None
     if has_head:  # what answers other horizons from forecast.parquet's parameters (engine.forecast.process)
+        factor = [float(x) for x in model.calibration]
         bundle.manifest["forecast"] = {"horizon_days": cfg.forecast.horizon_days, "decay_per_day": model.decay,
                                        "span_days": model.span, "discount_rate": cfg.forecast.discount_rate,
-                                       "unit": model.hparams.unit}
+                                       "unit": model.hparams.unit, "calibration": factor,
+                                       "calibration_flagged": calibration_flagged(factor)}
+        if calibration_flagged(factor):
+            bundle.extra_tables["Forecast warning"] = (
+                "| forecast calibration | transactions | spend | note |\n| --- | --- | --- | --- |\n"
+                f"| outside [{CALIBRATION_RANGE[0]:g}, {CALIBRATION_RANGE[1]:g}] | x{factor[0]:.3f} | "
+                f"x{factor[1]:.3f} | the head's fit and the log's latest window disagree: treat the forecast "
+                "with care |")
 
 
 def recommend_filters(cfg: DictConfig, store: SequenceStore) -> Filters:
@@ -485,7 +509,7 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
             evaluate_run(cfg, bundle, data, arrays, labels=result[1],
                          process=process_of(model, arrays) if "rate" in arrays else None,
                          unit=model.hparams.unit, recommender=recommender)
-        describe(cfg, bundle, data, model)
+        describe(cfg, bundle, data, model, "evaluate" if evaluate else None)
         save_model(model, cfg.model, data.store.vocabs, bundle.path / MODEL_FILE,
                    extra={"predict_max_len": cfg.loader.predict_max_len})
         if representation is not None:
@@ -498,7 +522,19 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
 
 
 def run_evaluate(cfg: DictConfig) -> Path | None:
-    """Train on the events before data.cutoff, then evaluate on the events after it (and write the bundle)."""
+    """Train on the events before data.cutoff, then evaluate on the events after it (and write the bundle).
+    Never over a bundle that another stage wrote (one trained on the whole log, maybe served): then the
+    evaluation goes to ``<out_dir>-evaluate``, said in the log."""
+    out = Path(cfg.out_dir)
+    if (out / "manifest.json").exists():
+        stage = json.loads((out / "manifest.json").read_text()).get("stage")
+        if stage != "evaluate":
+            target = out.with_name(out.name + "-evaluate")
+            log.warning("stage=evaluate: %s holds a bundle of stage=%s (maybe served): the evaluation, trained "
+                        "only up to the cutoff, goes to %s instead (set out_dir to choose)", out, stage, target)
+            OmegaConf.update(cfg, "out_dir", str(target), merge=False)
+            if Path(cfg.work_dir) == Path(f"{out}.work"):  # the default ${out_dir}.work, already resolved
+                OmegaConf.update(cfg, "work_dir", f"{target}.work", merge=False)
     return run_all(cfg, evaluate=True)
 
 
@@ -519,10 +555,35 @@ def run_fit(cfg: DictConfig) -> Path | None:
     return Path(cfg.out_dir)
 
 
+INHERITED = ("columns", "purchase_types", "return_types", "dedupe", "on_bad_rows")
+
+
+def inherit_data_spec(cfg: DictConfig, source: Path) -> list[str]:
+    """Take the bundle's own data spec (column mapping, purchase and return types, dedupe, bad rows) for each
+    key this run leaves at its default: a refreshed log is read the way the model was trained on. Returns
+    the keys taken, each logged."""
+    from engine.config import DataSchema
+
+    manifest = json.loads((source / "manifest.json").read_text())
+    saved = (manifest.get("config") or {}).get("data") or {}
+    defaults = OmegaConf.structured(DataSchema)
+    taken = []
+    for key in INHERITED:
+        current = cfg.data[key]
+        if key not in saved or current != defaults[key] or OmegaConf.create({"v": saved[key]}).v == current:
+            continue  # set by this run, or the same anyway
+        OmegaConf.update(cfg, f"data.{key}", saved[key], merge=True)  # a dict merges into the Columns node
+        taken.append(key)
+        log.info("data.%s=%s from the bundle %s (set data.%s to override)", key, saved[key], source, key)
+    return taken
+
+
 def run_embed(cfg: DictConfig) -> Path | None:
     """Embed a new or refreshed base with a bundle's model, without retraining. Segments keep the bundle's
-    centroids (stable ids: customers are assigned to them) when it has any; otherwise they are built."""
+    centroids (stable ids: customers are assigned to them) when it has any; otherwise they are built. The log
+    is read with the bundle's data spec where this run leaves it at its defaults (inherit_data_spec)."""
     source = require_bundle(cfg, "embed")
+    inherit_data_spec(cfg, source)
     model, payload = load_model(source / MODEL_FILE)
     data = load_data(cfg, vocabs=payload["vocabs"])
     arrays = embed(cfg, model, data, payload["hparams"]["spend_scale"])

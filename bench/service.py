@@ -142,6 +142,9 @@ def requests(bundle: Path, rng: np.random.Generator) -> dict[str, callable]:
             "/recommend", json={"events": pick(histories), "n": 20}
         ),
         "POST /recommend (known + 5 events)": lambda http: known(http, "/recommend"),
+        f"POST /recommend ({HISTORY} events, new_only)": lambda http: http.post(
+            "/recommend", json={"events": pick(histories), "n": 20, "new_only": True}
+        ),
         "GET /customers/{id}/recommendations": lambda http: http.get(f"/customers/{pick(ids)}/recommendations"),
         "GET /segments/{id}/items": lambda http: http.get(f"/segments/{rng.integers(k)}/items"),
     }

@@ -17,21 +17,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-import engine.config  # noqa: F401  registers the config schema
-from engine import pipeline
+import engine.config  # noqa: F401  registers the config schema (light: no torch, Lightning or FAISS)
 from engine.config import validate
 
 log = logging.getLogger("train")
 
-STAGES = {
-    "all": pipeline.run_all,
-    "fit": pipeline.run_fit,
-    "embed": pipeline.run_embed,
-    "segment": pipeline.run_segment,
-    "evaluate": pipeline.run_evaluate,
-    "forecast": pipeline.run_forecast,
-    "recommend": pipeline.run_recommend,
-}
+# stage -> the function of engine.pipeline that runs it; the pipeline (torch, Lightning, FAISS) is imported only
+# once the config is valid, so --help and config errors answer at once
+STAGES = {"all": "run_all", "fit": "run_fit", "embed": "run_embed", "segment": "run_segment",
+          "evaluate": "run_evaluate", "forecast": "run_forecast", "recommend": "run_recommend"}
 
 
 @hydra.main(config_path="conf", config_name="config", version_base=None)
@@ -40,11 +34,17 @@ def main(cfg: DictConfig):
     if hydra_cfg.mode == RunMode.MULTIRUN:  # one bundle per sweep job, not one overwritten N times
         cfg.out_dir = f"{cfg.out_dir}/{hydra_cfg.job.num}"
     validate(cfg)
-    result = STAGES[cfg.stage](cfg)
+    from engine import pipeline
+
+    result = getattr(pipeline, STAGES[cfg.stage])(cfg)
     if result is not None:
         log.info("stage=%s wrote %s", cfg.stage, result)
     return result
 
 
 if __name__ == "__main__":
+    import sys
+
+    if problems := engine.config.unknown_keys(sys.argv[1:]):  # before Hydra's own, which names no alternative
+        sys.exit("train.py: " + "\n".join(problems))
     main()

@@ -113,6 +113,44 @@ class TrainSchema:
 ConfigStore.instance().store(name="schema", node=TrainSchema)
 
 
+GROUPS = ("data", "loader", "model", "trainer", "segment", "index")  # conf/ groups: group=option selects one
+FREE = ("model", "trainer", "loader", "index", "hydra")  # keys checked against their targets, or Hydra's own
+
+
+def _keys(schema, prefix: str = "") -> list[str]:
+    """Every dotted key of a schema dataclass (nested dataclasses flattened)."""
+    import dataclasses
+
+    out = []
+    for f in dataclasses.fields(schema):
+        key = f"{prefix}{f.name}"
+        out.append(key)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            out += _keys(type(default), f"{key}.")
+    return out
+
+
+def unknown_keys(overrides: list[str]) -> list[str]:
+    """One message per override whose key the schema does not have, with the closest keys ("did you mean");
+    the constructor groups' keys and Hydra's own are left to their checks."""
+    import difflib
+
+    known = _keys(TrainSchema)
+    messages = []
+    for arg in overrides:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if key in known or key.split(".")[0] in FREE or key in GROUPS or key.startswith("hydra/"):
+            continue
+        level = [k for k in known if k.count(".") == key.count(".")]  # alternatives as deep as the key
+        close = difflib.get_close_matches(key, level, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else f"; keys start with {sorted({k.split('.')[0] for k in known} | set(FREE))}"
+        messages.append(f"{key}: not a config key{hint}")
+    return messages
+
+
 def _check_arguments(node: DictConfig, key: str, injected: tuple[str, ...] = ()) -> None:
     """Every key of a constructor group must be an argument of its ``_target_``."""
     target = node.get("_target_")
@@ -132,6 +170,27 @@ def _check_arguments(node: DictConfig, key: str, injected: tuple[str, ...] = ())
             raise ConfigError(f"{key}.{name}: not an argument of {target} (expected one of {sorted(params)})")
         if name in injected:
             raise ConfigError(f"{key}.{name}: set by the engine, not by config")
+        _check_type(f"{key}.{name}", node[name], params[name].annotation)
+
+
+SCALARS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _check_type(key: str, value, annotation) -> None:
+    """A constructor argument annotated int, float, bool or str (optionally "| None") must hold one."""
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    text = str(text).replace("typing.", "")
+    if text.startswith("Optional[") and text.endswith("]"):
+        text = f"{text[9:-1]} | None"
+    parts = [p.strip() for p in text.split("|")]
+    optional = "None" in parts
+    kinds = [p for p in parts if p != "None"]
+    if len(kinds) != 1 or kinds[0] not in SCALARS or (value is None and optional):
+        return
+    expected = SCALARS[kinds[0]]
+    if value is None or (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
+        noun = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}[kinds[0]]
+        raise ConfigError(f"{key}={value!r}: expected {noun}")
 
 
 def validate(cfg: DictConfig) -> None:

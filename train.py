@@ -38,8 +38,24 @@ def main(cfg: DictConfig):
 
     result = getattr(pipeline, STAGES[cfg.stage])(cfg)
     if result is not None:
-        log.info("stage=%s wrote %s", cfg.stage, result)
+        log.info("stage=%s wrote %s%s", cfg.stage, result, next_steps(result))
     return result
+
+
+def next_steps(bundle) -> str:
+    """Where the report is and the commands to try next, for the bundle just written."""
+    lines = []
+    if (bundle / "report.html").exists():
+        lines.append(f"report: {bundle / 'report.html'}")
+    lines += [f"serve it:         python serve.py bundle={bundle}",
+              f"a segment as CSV: python -m engine.audience --bundle {bundle} segment 0 --out segment0.csv",
+              f"a customer:       python -m engine.audience --bundle {bundle} customer ID"]
+    if (bundle / "recommendations.parquet").exists():
+        lines.append(f"discovery lists: python train.py stage=recommend bundle={bundle} recommend.new_only=true "
+                     f"out_dir={bundle}-new")
+    if not (bundle / "evaluation.json").exists():
+        lines.append("quality vs baselines: python train.py stage=evaluate data.cutoff=YYYY-MM-DD [data.path=...]")
+    return "".join(f"\n  {line}" for line in lines)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,32 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, f"internal error: {type(err).__name__}")
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
+def _install_offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from the assets fastapi-offline packages: they work without internet."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title}: API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc():
+        return get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title}: API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
+
+
 def current(request: Request) -> Bundle:
     """The bundle being served, taken once per request."""
     return request.app.state.service.bundle
@@ -145,6 +171,8 @@ def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None =
     else:
         log.info("writes (DELETE /customers/{id}, POST /reload) are off: %s", WRITES_OFF)
     app = FastAPI(
+        docs_url=None,  # served below from packaged assets: the defaults load Swagger UI and ReDoc from a CDN
+        redoc_url=None,
         title="segment-engine",
         version=__version__,
         description="Customer segments, real-time scoring, lookalike audiences and erasure over one "
@@ -153,6 +181,7 @@ def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None =
     )
     app.state.service = service
     _install_error_handlers(app)
+    _install_offline_docs(app)
 
     @app.get("/health", summary="Bundle version, counts and path")
     def health(bundle: Current) -> dict:

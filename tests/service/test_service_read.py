@@ -78,3 +78,17 @@ def test_openapi_docs(client):
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/health", "/segments", "/score", "/lookalike", "/reload"} <= set(paths)
+
+
+def test_the_api_docs_load_without_internet(client):
+    """/docs and /redoc name only assets the service itself serves (no CDN), and those assets are there."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        sources = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+        assert sources and all(s.startswith("/") for s in sources), (page, sources)
+        for source in sources:
+            response = client.get(source)
+            assert response.status_code == 200 and len(response.content) > 100, source
+    assert client.get("/openapi.json").json()["paths"]["/recommend"]

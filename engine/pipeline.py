@@ -44,6 +44,7 @@ from engine.recommend.recommender import (
     recommend_base,
     sequence_embeddings,
 )
+from engine.recommend.segments import promote_markdown
 from engine.represent import FILE as REPRESENTATION_FILE
 from engine.represent import Representation
 from engine.segment.describe import describe as describe_segments
@@ -364,7 +365,11 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
     bundle.write_table("profiles.parquet", profiles)
     index = instantiate(cfg.index)(embeddings, np.arange(len(embeddings), dtype=np.int64))
     save_index(index, bundle.path / "index.faiss")
-    extra = {k: markdown_to_html(v) for k, v in bundle.extra_tables.items()}
+    promote = promote_markdown(data.store, labels, len(centroids))
+    (bundle.path / "segment_items.md").write_text(promote + "\n")
+    extra = {"What each segment buys more than the base (items bought by at least 5% of it; lift = its share "
+             "over the base's): what to promote to it": markdown_to_html(promote)}
+    extra.update({k: markdown_to_html(v) for k, v in bundle.extra_tables.items()})
     extra.update(bundle.extra_html)  # trusted figures (inline PNG) of the evaluation
     write_report(bundle.path / "report.html", profiles, embeddings, labels, hierarchy,
                  title=f"segment-engine: {len(centroids)} segments of {len(labels)} customers",

@@ -6,13 +6,13 @@ Every answer is computed from one ``bundle.customers`` taken once, so an erased 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from engine.bundle import Bundle, BundleError, UnknownCustomer
 from engine.data.store import SequenceStore
 from engine.embed.online import scorer, validate_events
 from engine.recommend.candidates import Filters
 from engine.recommend.items import Purchases
+from engine.recommend.segments import SegmentBuyers
 from engine.service.answers import UnknownSegment, json_safe
 
 MAX_ITEMS = 500  # items per answer
@@ -86,21 +86,12 @@ def events_recommendations(bundle: Bundle, events: list[dict], customer_id: str 
                       "filters": _filters_answer(f, bundle), "items": _answer(bundle, store, as_of, n, f)})
 
 
-def _segment_buyers(bundle: Bundle) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(buyers per segment and item [k, n_items], segment sizes [k], buyers per item [n_items]) of the
-    current customers, computed once per version of them (an erasure makes a new one)."""
+def _segment_buyers(bundle: Bundle) -> SegmentBuyers:
+    """The current customers' buyers per segment and item, counted once per version of them (an erasure
+    makes a new one, so an erased customer no longer counts)."""
     c = bundle.customers
     if "segment_buyers" not in c.cache:
-        p = Purchases.of(c.store)
-        n_items = len(c.store.vocabs["item_id"])
-        bought = sp.csr_matrix((np.ones(len(p.row), np.float32), (p.row, p.item)), shape=(c.n, n_items))
-        bought.sum_duplicates()
-        bought.data = np.minimum(bought.data, 1.0)
-        labels = c.segments["segment"].to_numpy()
-        member = sp.csr_matrix((np.ones(c.n, np.float32), (labels, np.arange(c.n))), shape=(bundle.k, c.n))
-        per_segment = np.asarray((member @ bought).todense())
-        c.cache["segment_buyers"] = (per_segment, np.bincount(labels, minlength=bundle.k),
-                                     np.asarray(bought.sum(0)).ravel())
+        c.cache["segment_buyers"] = SegmentBuyers.count(c.store, c.segments["segment"].to_numpy(), bundle.k)
     return c.cache["segment_buyers"]
 
 
@@ -110,21 +101,10 @@ def segment_items(bundle: Bundle, segment_id: int, n: int, min_share: float) -> 
     lift above 1 only."""
     if not 0 <= segment_id < bundle.k:
         raise UnknownSegment(segment_id, bundle.k)
-    per_segment, sizes, base = _segment_buyers(bundle)
-    total = int(sizes.sum())
-    size = int(sizes[segment_id])
-    share = per_segment[segment_id] / max(size, 1)
-    base_share = base / max(total, 1)
-    lift = np.where(base_share > 0, share / np.maximum(base_share, 1e-12), 0.0)
-    eligible = np.flatnonzero((share >= min_share) & (per_segment[segment_id] >= 2) & (lift > 1))
-    eligible = eligible[eligible > 0]
-    top = eligible[np.argsort(-lift[eligible], kind="stable")][:n]
+    counts = _segment_buyers(bundle)
     vocab, categories = bundle.vocabs["item_id"], bundle.vocabs["category"]
-    rec = bundle.recommender
-    items = []
-    for item in top:
-        category = int(rec.stats.category[item]) if rec is not None else 0
-        items.append({"item_id": vocab[item], "category": categories[category] if category else None,
-                      "buyers": int(per_segment[segment_id, item]), "share": float(share[item]),
-                      "base_share": float(base_share[item]), "lift": float(lift[item])})
-    return json_safe({"segment": segment_id, "size": size, "min_share": min_share, "items": items})
+    items = [{"item_id": vocab[p["item"]], "category": categories[p["category"]] if p["category"] else None,
+              **{k: p[k] for k in ("buyers", "share", "base_share", "lift")}}
+             for p in counts.over_indexing(segment_id, n, min_share)]
+    return json_safe({"segment": segment_id, "size": int(counts.sizes[segment_id]), "min_share": min_share,
+                      "items": items})

@@ -45,6 +45,9 @@ def test_all_writes_ranked_recommendations_for_every_customer(bundle):
         assert scores == sorted(scores, reverse=True)
         assert len({r["item_id"] for r in items}) == len(items)
     assert (bundle / "items" / "ranker.pt").exists() and (bundle / "items" / "discovery.pt").exists()
+    promote = (bundle / "segment_items.md").read_text()  # what to promote to each segment, also in the report
+    assert promote.startswith("| segment | customers | item |") and "| x" in promote
+    assert "What each segment buys more than the base" in (bundle / "report.html").read_text()
     # 24 customers held out of the encoder's training: too few to learn how far to trust its item scores
     assert not manifest["recommend"]["model_scores"] and not (bundle / "items" / "items.faiss").exists()
 

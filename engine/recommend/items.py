@@ -34,7 +34,7 @@ DIRECTORY = "items"
 @dataclass
 class Purchases:
     """Purchase lines of ``n`` customers: row (0..n-1), item id, ts (epoch s), all int64 [m], in row order;
-    ``returned`` holds (row, item) of their returns, as int64 [2, r]."""
+    ``returned`` holds (row, item, ts) of their returns, as int64 [3, r], in row order."""
 
     n: int
     row: np.ndarray
@@ -51,11 +51,13 @@ class Purchases:
         rows = store.customer_rows()
         keep = before & store.is_purchase() & (item > 0)
         back = before & store.is_return() & (item > 0)
-        return cls(store.n_customers, rows[keep], item[keep], ts[keep], np.stack([rows[back], item[back]]))
+        return cls(store.n_customers, rows[keep], item[keep], ts[keep], np.stack([rows[back], item[back], ts[back]]))
 
     def before(self, t: int) -> Purchases:
+        """The purchases and returns before ``t`` (a later return is not known at ``t``)."""
         keep = self.ts < t
-        return Purchases(self.n, self.row[keep], self.item[keep], self.ts[keep], self.returned)
+        r = self.returned
+        return Purchases(self.n, self.row[keep], self.item[keep], self.ts[keep], r[:, r[2] < t])
 
     def take(self, rows: np.ndarray) -> Purchases:
         """The purchases of ``rows`` (in that order), renumbered 0..len(rows)-1, in row order."""
@@ -68,14 +70,14 @@ class Purchases:
         back = np.flatnonzero(new[r[0]] >= 0) if r.size else np.zeros(0, np.int64)
         back = back[np.argsort(new[r[0][back]], kind="stable")]
         return Purchases(len(rows), new[self.row[keep]], self.item[keep], self.ts[keep],
-                         np.stack([new[r[0][back]], r[1][back]]))
+                         np.stack([new[r[0][back]], r[1][back], r[2][back]]))
 
     def slice(self, start: int, stop: int) -> Purchases:
         """The purchases of rows [start, stop), renumbered from 0 (rows are in order: two binary searches)."""
         a, b = np.searchsorted(self.row, [start, stop])
         r = self.returned
         ra, rb = np.searchsorted(r[0], [start, stop]) if r.size else (0, 0)
-        return Purchases(stop - start, self.row[a:b] - start, self.item[a:b], self.ts[a:b], r[:, ra:rb] - [[start], [0]])
+        return Purchases(stop - start, self.row[a:b] - start, self.item[a:b], self.ts[a:b], r[:, ra:rb] - [[start], [0], [0]])
 
     def counts(self, n_items: int) -> sp.csr_matrix:
         """float32 [n, n_items]: purchase lines per (customer, item)."""

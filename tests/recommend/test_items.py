@@ -85,6 +85,9 @@ def test_candidates_read_only_the_history_before_as_of(store):
     assert np.expm1(c.features[milk, f["own_count"]]) == pytest.approx(2)
     assert np.expm1(c.features[milk, f["days_since"]]) == pytest.approx(8)  # bought on day 7
     assert not (a & (c.item == ids["beer"]) & (c.features[:, f["bought"]] > 0)).any()
+    p = Purchases.of(store)
+    assert p.returned.shape[1] == 1 and p.before(as_of).returned.shape[1] == 0  # the return (day 21) is later
+    assert not c.features[:, f["returned"]].any()
 
 
 def test_filters_leave_out_recent_returned_bought_and_other_categories(store):

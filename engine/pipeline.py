@@ -132,7 +132,8 @@ def load_data(cfg: DictConfig, vocabs: dict | None = None) -> Data:
     info = {"path": spec.path, "files": report.files, "fingerprint": fingerprint(report.files),
             "rows_read": report.rows_read, "dropped_null_customer": report.dropped_null_customer,
             "dropped_null_ts": report.dropped_null_ts, "dropped_null_event_type": report.dropped_null_event_type,
-            "dropped_bad_ts": report.dropped_bad_ts, "duplicates_removed": report.duplicates_removed,
+            "dropped_bad_ts": report.dropped_bad_ts, "dropped_bad_customer": report.dropped_bad_customer,
+            "duplicates_removed": report.duplicates_removed,
             "cutoff": cutoff}
     return Data(store, info, as_of, future)
 

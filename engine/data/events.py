@@ -81,12 +81,14 @@ class IngestReport:
     duplicates_removed: int = 0
     dropped_null_event_type: int = 0
     dropped_bad_ts: int = 0  # out of range: before TS_START or more than TS_AHEAD past the read
+    dropped_bad_customer: int = 0  # ids no request could name: longer than MAX_ID_LENGTH or with a control character
 
     def summary(self) -> str:
         return (
             f"{self.rows_read} rows from {len(self.files)} file(s); dropped {self.dropped_null_customer} with "
             f"null customer_id, {self.dropped_null_ts} with null ts, {self.dropped_null_event_type} with null "
-            f"event_type, {self.dropped_bad_ts} with ts out of range; removed {self.duplicates_removed} duplicates"
+            f"event_type, {self.dropped_bad_ts} with ts out of range, {self.dropped_bad_customer} with an unaddressable "
+            f"customer_id; removed {self.duplicates_removed} duplicates"
         )
 
 
@@ -296,6 +298,25 @@ def _blank(column: pa.ChunkedArray) -> tuple[np.ndarray | None, np.ndarray | Non
     return null, empty
 
 
+MAX_ID_LENGTH = 1024  # characters: what the service's requests accept as an id
+
+
+def _unaddressable(column: pa.ChunkedArray) -> np.ndarray | None:
+    """bool [n]: an id no request could name (longer than MAX_ID_LENGTH characters, or with a control
+    character such as a newline); None where none is. Only the dictionaries are searched."""
+    out, start = None, 0
+    for chunk in column.chunks:
+        words = chunk.dictionary
+        bad = pc.or_(pc.greater(pc.utf8_length(words), MAX_ID_LENGTH),
+                     pc.match_substring_regex(words, "[\\x00-\\x1f\\x7f]"))
+        if pc.any(bad).as_py():
+            codes = pa.array(np.flatnonzero(_mask(pc.fill_null(bad, False))), chunk.indices.type)
+            out = np.zeros(len(column), bool) if out is None else out
+            out[start : start + len(chunk)] = _mask(pc.fill_null(pc.is_in(chunk.indices, value_set=codes), False))
+        start += len(chunk)
+    return out
+
+
 def _ts_out_of_range(ts: pa.ChunkedArray, end: int) -> np.ndarray | None:
     """bool [n]: a timestamp before TS_START or after ``end`` (null is not out of range); None where none is."""
     low, high = pc.min_max(ts).values()
@@ -312,17 +333,21 @@ def _bad_rows(cols: dict, file: str, spec: EventLogSpec, source: dict, report: I
     null_ts = _mask(pc.is_null(cols["ts"])) if cols["ts"].null_count else None
     checks = [("customer_id", _either(*customer), _blank_word(*customer)),
               ("event_type", _either(*event_type), _blank_word(*event_type)),
-              ("ts", null_ts, "null"), ("ts", _ts_out_of_range(cols["ts"], end), "out of range")]
+              ("ts", null_ts, "null"), ("ts", _ts_out_of_range(cols["ts"], end), "out of range"),
+              ("customer_id", _unaddressable(cols["customer_id"]),
+               f"longer than {MAX_ID_LENGTH} characters or with a control character (a newline, a tab)")]
     if spec.on_bad_rows != "drop":
         for name, mask, word in checks:
             if mask is not None and mask.any():
                 expected = (f"expected between 1990-01-01 and {time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} "
-                            f"UTC, a day past now; " if word == "out of range" else "")
+                            f"UTC, a day past now; " if word == "out of range" else
+                            "no request could name such a customer; " if name == "customer_id" and "longer" in word
+                            else "")
                 raise EventLogError(f"{file}: column '{source[name]}': {word} in {_rows(mask)} "
                                     f"({expected}set data.on_bad_rows=drop to drop and count such rows)")
     bad = np.zeros(len(cols["ts"]), bool)
     for field_name, (_, mask, _) in zip(("dropped_null_customer", "dropped_null_event_type", "dropped_null_ts",
-                                         "dropped_bad_ts"), checks, strict=True):
+                                         "dropped_bad_ts", "dropped_bad_customer"), checks, strict=True):
         if mask is not None:
             setattr(report, field_name, getattr(report, field_name) + int((mask & ~bad).sum()))
             bad |= mask

@@ -437,3 +437,17 @@ def test_epoch_unit_is_decided_per_value(tmp_path, fmt):
         rows = "\n".join(f"{c},{v},view" for c, v in zip("abc", values, strict=True))
         path = write_csv(tmp_path / "log.csv", f"customer_id,ts,event_type\n{rows}")
     assert read(path)["ts"].to_pylist() == [T0, T0 + 60, T0 + 5]
+
+
+def test_customer_ids_no_request_could_name_are_bad_rows(tmp_path):
+    """An id with a newline or of more than 1,024 characters could never be looked up, erased or used as a
+    seed: a bad row, named (fail) or counted (drop)."""
+    path = tmp_path / "log.parquet"
+    ids = ["ok", "a\nb", "x" * 2000, "tab\there", "ok"]
+    pq.write_table(pa.table({"customer_id": ids, "ts": [T0 + i for i in range(5)], "event_type": ["view"] * 5}), path)
+    with pytest.raises(EventLogError, match=r"column 'customer_id': longer than 1024 characters or with a control "
+                                            r"character .* rows 1, 2, 3"):
+        load_store(EventLogSpec(path=str(path)))
+    store, report = load_store(EventLogSpec(path=str(path), on_bad_rows="drop"))
+    assert store.customer_ids.to_pylist() == ["ok"] and report.dropped_bad_customer == 3
+    assert "3 with an unaddressable customer_id" in report.summary()

@@ -71,6 +71,21 @@ def run(log: dict, seed: int, work: Path, extra: list[str]) -> dict:
     return result
 
 
+def seed_runs(args, work: Path, name: str, label: str, extra: list[str], cutoff: str | None = None) -> list[dict]:
+    """One run per seed of args.seeds on log ``name`` (its cutoff, or ``cutoff``), with progress lines."""
+    log = dict(LOGS[name])
+    if log["path"] is None:
+        log["path"] = generated_log(work)
+    if cutoff is not None:
+        log["cutoff"] = cutoff
+    runs = []
+    for seed in args.seeds:
+        print(f"[{label}] seed {seed} ...", flush=True)
+        runs.append(run(log, seed, work / name, extra))
+        print(f"[{label}] seed {seed}: {runs[-1]['seconds']:.0f} s", flush=True)
+    return runs
+
+
 def display(path: str | None) -> str:
     """A log's path as the README shows it: relative to the repository, or what generates it."""
     if path is None:
@@ -212,17 +227,10 @@ def forecast_suite(args) -> None:
     with tempfile.TemporaryDirectory(prefix="forecast-") as tmp:
         work = Path(tmp)
         for name in args.logs:
-            log = dict(LOGS[name])
-            if log["path"] is None:
-                log["path"] = generated_log(work)
-            runs = {}
-            for cutoff, horizon in FORECAST_CUTOFFS[name]:
-                extra = ["evaluate.sections=[forecast]", f"forecast.horizon_days={horizon}", *args.overrides]
-                for seed in args.seeds:
-                    print(f"[forecast] {name} cutoff {cutoff} ({horizon} days) seed {seed} ...", flush=True)
-                    result = run({**log, "cutoff": cutoff}, seed, work / name, extra)
-                    runs.setdefault((cutoff, horizon), []).append(result)
-                    print(f"[forecast] ... {result['seconds']:.0f} s", flush=True)
+            runs = {(cutoff, horizon): seed_runs(args, work, name, f"forecast {name} cutoff {cutoff} ({horizon} days)",
+                                                 ["evaluate.sections=[forecast]", f"forecast.horizon_days={horizon}",
+                                                  *args.overrides], cutoff)
+                    for cutoff, horizon in FORECAST_CUTOFFS[name]}
             text, verdict = forecast_markdown(name, LOGS[name], runs, args.seeds)
             sections.append(text)
             verdicts_ += verdict
@@ -270,15 +278,8 @@ def recommend_suite(args) -> None:
     with tempfile.TemporaryDirectory(prefix="recommend-") as tmp:
         work = Path(tmp)
         for name in args.logs:
-            log = dict(LOGS[name])
-            if log["path"] is None:
-                log["path"] = generated_log(work)
-            runs = []
-            for seed in args.seeds:
-                print(f"[recommend] {name} seed {seed} ...", flush=True)
-                runs.append(run({**log, "cutoff": RECOMMEND_CUTOFFS[name]}, seed, work / name,
-                                ["evaluate.sections=[recommend]", *args.overrides]))
-                print(f"[recommend] ... {runs[-1]['seconds']:.0f} s", flush=True)
+            runs = seed_runs(args, work, name, f"recommend {name}", ["evaluate.sections=[recommend]", *args.overrides],
+                             RECOMMEND_CUTOFFS[name])
             text, verdict = recommend_markdown(name, LOGS[name], runs, args.seeds)
             sections.append(text)
             verdicts_ += verdict
@@ -312,14 +313,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
         work = Path(tmp)
         for name in args.logs:
-            log = dict(LOGS[name])
-            if log["path"] is None:
-                log["path"] = generated_log(work)
-            runs = []
-            for seed in args.seeds:
-                print(f"[quality] {name} seed {seed} ...", flush=True)
-                runs.append(run(log, seed, work / name, args.overrides))
-                print(f"[quality] {name} seed {seed}: {runs[-1]['seconds']:.0f} s", flush=True)
+            runs = seed_runs(args, work, name, f"quality {name}", args.overrides)
             sections.append(markdown(name, LOGS[name], runs, args.seeds))
             raw[name] = runs
     args.out.mkdir(parents=True, exist_ok=True)

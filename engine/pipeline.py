@@ -432,18 +432,10 @@ def describe(cfg: DictConfig, bundle: BundleWriter, data: Data, model=None, stag
 
 
 def recommend_filters(cfg: DictConfig, store: SequenceStore) -> Filters:
-    """The recommend.* options as Filters; category names become the store's ids (ValueError naming
-    recommend.categories for a name the log does not have)."""
+    """The recommend.* options as Filters (ValueError naming recommend.categories for a name the log lacks)."""
     r = cfg.recommend
-    categories = None
-    if r.categories is not None:
-        known = {name: i for i, name in enumerate(store.vocabs["category"])}
-        missing = [c for c in r.categories if c not in known]
-        if missing:
-            raise ValueError(f"recommend.categories: {missing} not among the log's {len(known) - 1} categories "
-                             f"(e.g. {sorted(known)[1:6]})")
-        categories = np.array([known[c] for c in r.categories], dtype=np.int64)
-    return Filters(float(r.exclude_recent_days), bool(r.exclude_returned), bool(r.new_only), categories)
+    return Filters.of(store.vocabs["category"], r.exclude_recent_days, r.exclude_returned, r.new_only,
+                      list(r.categories) if r.categories is not None else None, "recommend.categories")
 
 
 def datamodule_split(cfg: DictConfig, data: Data) -> np.ndarray:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from engine.recommend.items import DAY, RECENT_DAYS, ItemStats, Purchases
+from engine.recommend.items import DAY, RECENT_DAYS, ItemStats, Purchases, top_per_row
 
 FEATURES = ("own_count", "own_share", "bought", "days_since", "recent_count", "due", "has_interval",
             "returned", "popularity", "recent_popularity", "repeat_rate", "cooccurrence", "model_score",
@@ -70,6 +70,20 @@ class Filters:
     new_only: bool = False
     categories: np.ndarray | None = None
 
+    @classmethod
+    def of(cls, category_vocab: list[str], exclude_recent_days: float = 0.0, exclude_returned: bool = True,
+           new_only: bool = False, categories: list[str] | None = None, key: str = "categories") -> Filters:
+        """Filters with category names as the vocabulary's ids; ValueError naming ``key`` for a name it lacks."""
+        ids = None
+        if categories:
+            known = {name: i for i, name in enumerate(category_vocab) if i > 0}
+            missing = [c for c in categories if c not in known]
+            if missing:
+                raise ValueError(f"{key}: {missing} not among the {len(known)} categories of this log "
+                                 f"(e.g. {sorted(known)[:5]})")
+            ids = np.array([known[c] for c in categories], dtype=np.int64)
+        return cls(float(exclude_recent_days), bool(exclude_returned), bool(new_only), ids)
+
 
 @dataclass
 class Candidates:
@@ -77,21 +91,6 @@ class Candidates:
     item: np.ndarray      # int64 [m]
     features: np.ndarray  # float32 [m, len(FEATURES)]
     allowed: np.ndarray   # bool [m]: passes the filters
-
-
-def _top_per_row(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` best-scored entries of each row (entries given in any order), by row and then
-    best first. One float64 sort: the row plus the score squeezed into [0, 0.5) (3x faster than a lexsort
-    on millions of entries; ties keep their order)."""
-    if len(rows) == 0:
-        return np.zeros(0, np.int64)
-    s = np.asarray(scores, np.float64)
-    lo, hi = float(s.min()), float(s.max())
-    squeezed = (hi - s) / (hi - lo) * 0.5 if hi > lo else np.zeros(len(s))
-    order = np.argsort(rows + squeezed, kind="stable")
-    r = rows[order]
-    start = np.searchsorted(r, r, side="left")
-    return order[np.arange(len(r)) - start < k]
 
 
 def _lookup(keys: np.ndarray, table_keys: np.ndarray, values: np.ndarray, default=0.0) -> np.ndarray:
@@ -123,13 +122,13 @@ def candidates(p: Purchases, stats: ItemStats, as_of: int, model: ModelScores | 
     recent = np.bincount(inverse, weights=(p.ts >= as_of - RECENT_DAYS * DAY).astype(float), minlength=len(pairs))
     pair_row, pair_item = pairs // n_items, pairs % n_items
 
-    sources_keys = [pairs[_top_per_row(pair_row, pair_item, count + last / 1e12, own_k)]]
+    sources_keys = [pairs[top_per_row(pair_row, count + last / 1e12, own_k)]]
     weights = sp.csr_matrix((np.log1p(count).astype(np.float32), (pair_row, pair_item)), shape=(n, n_items))
     near = (weights @ stats.neighbour_matrix()).tocoo()
     near_keys = near.row.astype(np.int64) * n_items + near.col
     order = np.argsort(near_keys)
     near_keys, near_score = near_keys[order], near.data[order].astype(np.float64)
-    sources_keys.append(near_keys[_top_per_row(near_keys // n_items, near_keys % n_items, near_score, near_k)])
+    sources_keys.append(near_keys[top_per_row(near_keys // n_items, near_score, near_k)])
     if model is not None and model_k:
         sources_keys.append((np.arange(n)[:, None] * n_items + model.top(model_k)).ravel())
     popular = np.union1d(stats.popular(popular_k), stats.popular(popular_k // 2, recent=True))
@@ -196,7 +195,7 @@ def candidates(p: Purchases, stats: ItemStats, as_of: int, model: ModelScores | 
 def top_n(row: np.ndarray, item: np.ndarray, score: np.ndarray, n_rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(items int64 [n_rows, n], scores float32 [n_rows, n]): each row's ``n`` best-scored items, best first
     (item 0 and score NaN pad a row with fewer)."""
-    pick = _top_per_row(row, item, score, n)
+    pick = top_per_row(row, score, n)
     r, i, s = row[pick], item[pick], score[pick]
     rank = np.arange(len(r)) - np.searchsorted(r, r, side="left")
     items = np.zeros((n_rows, n), np.int64)

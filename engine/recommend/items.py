@@ -150,15 +150,33 @@ class ItemStats:
         recent = p.ts >= as_of - RECENT_DAYS * DAY
         pairs = np.unique(p.row[recent] * n_items + p.item[recent])
         recent_buyers = np.bincount(pairs % n_items, minlength=n_items).astype(np.float32)
-        category = np.zeros(n_items, np.int32)
+        category = item_categories(store).astype(np.int32)
         first_seen = np.full(n_items, as_of, np.int64)
-        items = np.asarray(store.columns["item_id"], dtype=np.int64)
-        cats = np.asarray(store.columns["category"], dtype=np.int64)
-        category[items] = cats  # the last event's category of each item
-        category[0] = 0
         np.minimum.at(first_seen, p.item, p.ts)
         neighbours, similarity = cooccurrence(p, n_items, seed)
         return cls(buyers, recent_buyers, repeat, category, first_seen, neighbours, similarity, int(as_of), p.n)
+
+
+def item_categories(store: SequenceStore) -> np.ndarray:
+    """int64 [n_items]: each item's category id, its last event's (0 for the unknown item and unseen ones)."""
+    category = np.zeros(len(store.vocabs["item_id"]), np.int64)
+    category[np.asarray(store.columns["item_id"], dtype=np.int64)] = np.asarray(store.columns["category"])
+    category[0] = 0
+    return category
+
+
+def top_per_row(rows: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` best-scored entries of each row (entries in any order), by row and then best
+    first. One float64 sort: the row plus the score squeezed into [0, 0.5) (3x faster than a lexsort on
+    millions of entries; ties keep their order)."""
+    if len(rows) == 0:
+        return np.zeros(0, np.int64)
+    s = np.asarray(scores, np.float64)
+    lo, hi = float(s.min()), float(s.max())
+    squeezed = (hi - s) / (hi - lo) * 0.5 if hi > lo else np.zeros(len(s))
+    order = np.argsort(rows + squeezed, kind="stable")
+    r = rows[order]
+    return order[np.arange(len(r)) - np.searchsorted(r, r, side="left") < k]
 
 
 def recent_distinct(p: Purchases, n_items: int, per_customer: int) -> tuple[np.ndarray, np.ndarray]:
@@ -197,12 +215,9 @@ def cooccurrence(p: Purchases, n_items: int, seed: int = 0, k: int = NEIGHBOURS,
         row, col = co.row.astype(np.int64), co.col.astype(np.int64)
         sim = co.data * inverse[ids][row] * inverse[col]
         keep = col != ids[row]
-        row, col, sim = row[keep], col[keep], sim[keep]
-        # best first within each row: one sort on the row plus the similarity squeezed into [0, 0.5)
-        order = np.argsort(row + (1.0 - np.minimum(sim, 1.0)) * 0.5, kind="stable")
-        row, col, sim = row[order], col[order], sim[order]
+        pick = top_per_row(row[keep], sim[keep], k)
+        row, col, sim = row[keep][pick], col[keep][pick], sim[keep][pick]
         rank = np.arange(len(row)) - np.searchsorted(row, row, side="left")
-        top = rank < k
-        neighbours[ids[row[top]], rank[top]] = col[top]
-        similarity[ids[row[top]], rank[top]] = sim[top]
+        neighbours[ids[row], rank] = col
+        similarity[ids[row], rank] = sim
     return neighbours, similarity

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from engine.recommend.items import Purchases
+from engine.recommend.items import Purchases, item_categories
 
 
 @dataclass
@@ -31,10 +31,8 @@ class SegmentBuyers:
         bought.data = np.minimum(bought.data, 1.0)
         labels = np.asarray(labels, dtype=np.int64)
         member = sp.csr_matrix((np.ones(n, np.float32), (labels, np.arange(n))), shape=(k, n))
-        category = np.zeros(n_items, np.int64)
-        category[np.asarray(store.columns["item_id"], dtype=np.int64)] = np.asarray(store.columns["category"])
         return cls(np.asarray((member @ bought).todense()), np.bincount(labels, minlength=k),
-                   np.asarray(bought.sum(0)).ravel(), category)
+                   np.asarray(bought.sum(0)).ravel(), item_categories(store))
 
     def over_indexing(self, segment: int, n: int, min_share: float) -> list[dict]:
         """The items bought by at least ``min_share`` of the segment (and two of its customers), lift above 1,

@@ -29,14 +29,8 @@ def recommender_of(bundle: Bundle):
 def filters(bundle: Bundle, exclude_recent_days: float = 0.0, new_only: bool = False,
             categories: list[str] | None = None, exclude_returned: bool = True) -> Filters:
     """Filters from a request; ValueError (422) naming ``category`` for a category the bundle does not know."""
-    ids = None
-    if categories:
-        vocab = {name: i for i, name in enumerate(bundle.vocabs["category"])}
-        unknown = [c for c in categories if c not in vocab or vocab[c] == 0]
-        if unknown:
-            raise ValueError(f"category: {unknown} not among this bundle's {len(vocab) - 1} categories")
-        ids = np.array([vocab[c] for c in categories], dtype=np.int64)
-    return Filters(float(exclude_recent_days), bool(exclude_returned), bool(new_only), ids)
+    return Filters.of(bundle.vocabs["category"], exclude_recent_days, exclude_returned, new_only, categories,
+                      "category")
 
 
 def _answer(bundle: Bundle, store: SequenceStore, as_of: int, n: int, f: Filters) -> list[dict]:

@@ -112,6 +112,7 @@ class Bundle:
         self._model = None
         self._model_lock = threading.Lock()
         self._erase_lock = threading.Lock()
+        self.derived: dict = {}  # objects built from this bundle for serving (the scorer): freed with it
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu", eager_model: bool = False) -> Bundle:

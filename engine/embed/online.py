@@ -11,7 +11,6 @@ written back to the bundle.
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -195,16 +194,17 @@ class Scorer:
         return answer
 
 
-_scorers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _scorers_lock = threading.Lock()
 
 
 def scorer(bundle: Bundle) -> Scorer:
-    """The bundle's Scorer, built on first use and kept as long as the bundle lives."""
+    """The bundle's Scorer, built on first use and kept on the bundle, so it goes when the bundle goes (a
+    module-level map from bundle to scorer would keep every reloaded-away bundle alive through the scorer's
+    own reference to it)."""
     with _scorers_lock:
-        if bundle not in _scorers:
-            _scorers[bundle] = Scorer(bundle)
-        return _scorers[bundle]
+        if bundle.derived.get("scorer") is None:
+            bundle.derived["scorer"] = Scorer(bundle)
+        return bundle.derived["scorer"]
 
 
 def score_events(

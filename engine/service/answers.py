@@ -17,6 +17,7 @@ from engine.segment.hierarchy import Hierarchy
 from engine.service.schemas import LookalikeRequest
 
 JSON_COLUMNS = ("channel_mix",)  # profile columns stored as JSON strings
+MAX_ECHOED = 100  # unknown seed ids listed per lookalike answer (unknown_seed_count counts them all)
 
 
 class UnknownSegment(KeyError):
@@ -172,7 +173,8 @@ def audience(bundle: Bundle, request: LookalikeRequest, offset: int, limit: int)
             "limit": limit,
             "next_offset": end if end < len(ranked) else None,
             "seeds": len(seeds),
-            "unknown_seed_ids": unknown,
+            "unknown_seed_ids": unknown[:MAX_ECHOED],  # the first ones: a long list of typos is not echoed whole
+            "unknown_seed_count": len(unknown),
             "method": request.method,
             "signature": explained,
         }

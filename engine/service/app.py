@@ -38,8 +38,10 @@ from engine.service.schemas import (
 )
 
 log = logging.getLogger(__name__)
-WRITES_OFF = ("writes are off: this service has no token; start it with token=SECRET (or the environment "
-              "variable SEGMENT_ENGINE_TOKEN), or open_writes=true to allow writes without one")
+WRITES_OFF = ("writes are off: this service has no token; set the environment variable SEGMENT_ENGINE_TOKEN "
+              "or token_file=PATH, or open_writes=true to allow writes without one")
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_NAME = 255  # characters of one path component (the usual file-system limit)
 
 MAX_PAGE = 100_000
 MAX_ERRORS = 20  # validation errors listed per answer
@@ -48,10 +50,27 @@ MAX_ERRORS = 20  # validation errors listed per answer
 class Service:
     """The bundle being served (swapped whole on reload) and the lock that serialises writes."""
 
-    def __init__(self, bundle_path: str | Path, device: str, token: str | None, open_writes: bool = False):
+    def __init__(self, bundle_path: str | Path, device: str, token: str | None, open_writes: bool = False,
+                 bundle_root: str | Path | None = None):
         self.device, self.token, self.open_writes = _check_device(device), token or None, open_writes
         self.write_lock = threading.Lock()
         self.bundle = self.load(bundle_path)
+        self.bundle_root = Path(bundle_root).resolve() if bundle_root is not None else self.bundle.path.parent
+        if not self.bundle_root.is_dir():
+            raise ValueError(f"bundle_root={bundle_root}: no such directory")
+
+    def reload_path(self, given: str | None) -> Path:
+        """The directory a reload may load: the current bundle's when none is given, else ``given`` resolved
+        (symbolic links followed) if it lies under bundle_root; 422 for a malformed path, 403 outside."""
+        if not given:
+            return self.bundle.path
+        if "\x00" in given or any(len(part) > MAX_NAME for part in Path(given).parts):
+            raise HTTPException(422, f"bundle: not a usable path (a NUL, or a name over {MAX_NAME} characters)")
+        path = Path(given).resolve()
+        if not path.is_relative_to(self.bundle_root):
+            raise HTTPException(403, f"bundle: {given} is not under the service's bundle_root "
+                                     f"{self.bundle_root} (serve.py bundle_root=DIR widens it)")
+        return path
 
     def load(self, path: str | Path) -> Bundle:
         """A bundle ready to answer at once: model loaded, scorer prepared."""
@@ -132,6 +151,41 @@ def _install_offline_docs(app: FastAPI) -> None:
                               redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
 
 
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is answered 413 before the app reads it, by its
+    Content-Length or, without one, as soon as the streamed body passes the limit."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._refuse(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                chunks.append(message)
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return await self._refuse(scope, receive, send)
+            chunks.append(message)
+            more = message.get("more_body", False)
+
+        async def replay():
+            return chunks.pop(0) if chunks else await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send):
+        response = _error(413, f"request body over {self.limit:,} bytes (the service's max_body_bytes)")
+        await response(scope, receive, send)
+
+
 def current(request: Request) -> Bundle:
     """The bundle being served, taken once per request."""
     return request.app.state.service.bundle
@@ -159,10 +213,17 @@ Current = Annotated[Bundle, Depends(current)]
 
 
 def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None = None,
-               open_writes: bool = False) -> FastAPI:
+               open_writes: bool = False, bundle_root: str | Path | None = None,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """Load the bundle (BundleError if it is incomplete) and build the app serving it. Writes need the
-    token; with none, they are refused unless open_writes (then anyone who reaches the port may write)."""
-    service = Service(bundle_path, device, token, open_writes)
+    token; with none, they are refused unless open_writes (then anyone who reaches the port may write).
+    POST /reload loads only bundles under ``bundle_root`` (default: the served bundle's parent directory);
+    request bodies over ``max_body_bytes`` are refused (413)."""
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes={max_body_bytes}: expected a positive number of bytes")
+    service = Service(bundle_path, device, token, open_writes, bundle_root)
+    log.info("POST /reload loads bundles under %s only; request bodies up to %s bytes", service.bundle_root,
+             f"{max_body_bytes:,}")
     if service.token is not None:
         log.info("writes (DELETE /customers/{id}, POST /reload) need the token")
     elif open_writes:
@@ -180,6 +241,7 @@ def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None =
         "(403) unless the service runs with open_writes=true.",
     )
     app.state.service = service
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     _install_error_handlers(app)
     _install_offline_docs(app)
 
@@ -267,7 +329,7 @@ def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None =
     )
     def reload(body: ReloadRequest | None = None) -> dict:
         with service.write_lock:
-            path = body.bundle if body is not None and body.bundle else service.bundle.path
+            path = service.reload_path(body.bundle if body is not None else None)
             bundle = service.bundle = service.load(path)
         return {"reloaded": str(bundle.path), **answers.health(bundle)}
 

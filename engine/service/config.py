@@ -13,8 +13,11 @@ class ServeSchema:
     host: str = "127.0.0.1"
     port: int = 8000
     device: str = "cpu"  # cpu, cuda, cuda:N: where the encoder scores events
-    token: str | None = None  # writes need "Authorization: Bearer <token>"; null: env SEGMENT_ENGINE_TOKEN
+    token: str | None = None  # refused: a token on the command line is in every user's process list
+    token_file: str | None = None  # a file holding the write token (else env SEGMENT_ENGINE_TOKEN)
     open_writes: bool = False  # with no token: false refuses writes (403), true lets anyone write
+    bundle_root: str | None = None  # POST /reload loads bundles under this directory only; null: bundle's parent
+    max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies are refused (413) before they are parsed
     torch_threads: int = 1  # per process; real-time scoring of one customer does not gain from more
     log_level: str = "info"
 

@@ -157,8 +157,8 @@ def writable(bundle_dir: Path, tmp_path: Path) -> Path:
 class Server:
     """The app under uvicorn in a background thread on 127.0.0.1, on a free port; a context manager."""
 
-    def __init__(self, bundle: Path, token: str | None = None, open_writes: bool = False):
-        self.app = create_app(bundle, token=token, open_writes=open_writes)
+    def __init__(self, bundle: Path, token: str | None = None, open_writes: bool = False, **options):
+        self.app = create_app(bundle, token=token, open_writes=open_writes, **options)
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
@@ -186,8 +186,8 @@ class Server:
 
 @pytest.fixture(scope="session")
 def serve():
-    """serve(bundle, token=None, open_writes=False): a Server over that bundle directory, as a context
-    manager."""
+    """serve(bundle, token=None, open_writes=False, **create_app options): a Server over that bundle
+    directory, as a context manager."""
     return Server
 
 

@@ -50,7 +50,7 @@ def main(cfg: DictConfig) -> None:
     except ValueError as err:
         sys.exit(f"serve.py: {err}")
     app = create_app(cfg.bundle, device=cfg.device, token=token, open_writes=cfg.open_writes,
-                     bundle_root=cfg.bundle_root, max_body_bytes=cfg.max_body_bytes)
+                     bundle_root=cfg.bundle_root, max_body_bytes=cfg.max_body_bytes, ledger=cfg.ledger)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
 
 

@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.audience", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", default="outputs/bundle", help="the bundle directory (default outputs/bundle)")
+    parser.add_argument("--ledger", help="the erasure ledger (default: erasures.jsonl beside the bundle, as train.py and serve.py)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def size_options(p, what: str):
@@ -150,11 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from engine.bundle import Bundle, BundleError, UnknownCustomer
+    from engine.bundle.ledger import Ledger
     from engine.service import answers
     from engine.service.answers import UnknownSegment
 
     try:
-        bundle = Bundle.load(args.bundle)
+        bundle = Bundle.load(args.bundle, erased=Ledger.beside(args.bundle, args.ledger).read())
         if args.command == "segment":
             write(segment_audience(bundle, args.segment, args.count, args.fraction), args.out)
         elif args.command == "node":
@@ -162,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "lookalike":
             answer = lookalike_audience(bundle, read_ids(args.seeds), args.count, args.fraction,
                                         read_ids(args.exclude) if args.exclude else (), args.method)
-            if answer["unknown_seed_ids"]:
-                print(f"{len(answer['unknown_seed_ids'])} seed ids are not in the bundle (unknown or erased)",
+            if answer["unknown_seed_count"]:
+                print(f"{answer['unknown_seed_count']} seed ids are not in the bundle (unknown or erased)",
                       file=sys.stderr)
             rows = answer["audience"]
             write(pa.table({"customer_id": pa.array([r["customer_id"] for r in rows], pa.string()),

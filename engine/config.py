@@ -69,6 +69,11 @@ class RepresentSchema:
 
 
 @dataclass
+class PrivacySchema:
+    ledger: str | None = None  # the erasure ledger every run honours; null: erasures.jsonl beside out_dir
+
+
+@dataclass
 class RecommendSchema:
     enabled: bool = True
     n: int = 20
@@ -95,6 +100,7 @@ class TrainSchema:
     evaluate: EvaluateSchema = field(default_factory=EvaluateSchema)
     represent: RepresentSchema = field(default_factory=RepresentSchema)
     recommend: RecommendSchema = field(default_factory=RecommendSchema)
+    privacy: PrivacySchema = field(default_factory=PrivacySchema)
     loader: Any = MISSING
     model: Any = MISSING
     trainer: Any = MISSING

@@ -19,7 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from engine.bundle.bundle import TOMBSTONES, Bundle, read_tombstones
-from engine.bundle.writer import BundleError, BundleWriter, embeddings_table, read_embeddings
+from engine.bundle.ledger import Ledger
+from engine.bundle.writer import BundleError, BundleWriter, apply_erasures, embeddings_table, read_embeddings
 from engine.data import Columns, EventLogSpec, SequenceStore, load_store
 from engine.data.checks import check_columns, check_purchases
 from engine.data.events import resolve_files
@@ -290,7 +291,11 @@ def embed(cfg: DictConfig, model, data: Data, spend_scale: float, dm=None) -> di
     dm = dm if dm is not None else datamodule(cfg, data, spend_scale, model.hparams.get("unit"))
     run = trainer(cfg, logger=False, enable_checkpointing=False, callbacks=[])
     # each rank empties its own part before writing; the merge reads this run's ranks only
-    return embed_base(run, model, dm, Path(cfg.work_dir) / "embed-parts")
+    parts = Path(cfg.work_dir) / "embed-parts"
+    arrays = embed_base(run, model, dm, parts)
+    if arrays is not None:  # merged: the parts would keep every customer's vector (erased ones too) on disk
+        shutil.rmtree(parts, ignore_errors=True)
+    return arrays
 
 
 def represent(cfg: DictConfig, data: Data, arrays: dict[str, np.ndarray],
@@ -392,14 +397,28 @@ def write_embeddings(bundle: BundleWriter, data: Data, arrays: dict[str, np.ndar
     return forecast
 
 
+def ledger(cfg: DictConfig) -> Ledger:
+    """The erasure ledger of this run: privacy.ledger, or erasures.jsonl beside out_dir."""
+    return Ledger.beside(cfg.out_dir, cfg.privacy.ledger)
+
+
 def erased_ids(cfg: DictConfig) -> list[str]:
-    """Customers erased from the bundle being replaced (out_dir) or read (bundle=): erasure is for good, so a
-    new run over an old log must not bring them back."""
-    ids: set[str] = set()
+    """Customers erased anywhere this run can know of: the erasure ledger (and the default one beside the
+    bundle read, bundle=), and the tombstones of the bundle being replaced (out_dir) or read. Erasure is for
+    good, so a new run over an old log must not bring them back."""
+    ids: set[str] = set(ledger(cfg).read())
+    if cfg.bundle:
+        ids.update(Ledger.beside(cfg.bundle).read())
     for path in {Path(cfg.out_dir), Path(cfg.bundle) if cfg.bundle else Path(cfg.out_dir)}:
         if (path / TOMBSTONES).exists():
             ids.update(read_tombstones(path))
     return sorted(ids)
+
+
+def publish(cfg: DictConfig, base: Path | None = None) -> BundleWriter:
+    """The writer of this run's bundle: staged beside out_dir, given the erasures that arrive while it is
+    built (the ledger, re-read under its lock just before the swap)."""
+    return BundleWriter(cfg.out_dir, base=base, ledger=ledger(cfg))
 
 
 def carry_tombstones(cfg: DictConfig, bundle: BundleWriter) -> None:
@@ -502,7 +521,7 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
     representation = represent(cfg, data, arrays)
     result = segment(cfg, arrays["embedding"], previous_bundle(cfg))
     recommender = fit_recommendations(cfg, model, data)
-    with BundleWriter(cfg.out_dir) as bundle:
+    with publish(cfg) as bundle:
         if evaluate:
             evaluate_run(cfg, bundle, data, arrays, labels=result[1],
                          process=process_of(model, arrays) if "rate" in arrays else None,
@@ -544,7 +563,7 @@ def run_fit(cfg: DictConfig) -> Path | None:
         calibrate_forecast(cfg, model, data, dm.spend_scale)
     if not run.is_global_zero:
         return None
-    with BundleWriter(cfg.out_dir) as bundle:
+    with publish(cfg) as bundle:
         describe(cfg, bundle, data, model)
         save_model(model, cfg.model, data.store.vocabs, bundle.path / MODEL_FILE,
                    extra={"predict_max_len": cfg.loader.predict_max_len})
@@ -594,7 +613,7 @@ def run_embed(cfg: DictConfig) -> Path | None:
     if (source / RECOMMENDER_DIRECTORY / "recommender.json").exists():  # the rankers stay, the items are the new log's
         recommender = Recommender.load(source / RECOMMENDER_DIRECTORY)
         recommender.stats = ItemStats.build(data.store, data.as_of, seed=cfg.seed)
-    with BundleWriter(cfg.out_dir, base=source) as bundle:
+    with publish(cfg, source) as bundle:
         describe(cfg, bundle, data, model)
         shutil.rmtree(bundle.path / "store", ignore_errors=True)
         forecast = write_embeddings(bundle, data, arrays)
@@ -614,12 +633,13 @@ def run_embed(cfg: DictConfig) -> Path | None:
 def run_segment(cfg: DictConfig) -> Path:
     """Re-cluster a bundle's embeddings (segment.k, hierarchy, profiles, index, report)."""
     source = require_bundle(cfg, "segment")
+    apply_erasures(source, erased_ids(cfg))  # the ledger's latest: no erased vector shapes the new centroids
     ids, embeddings = read_embeddings(source / "embeddings.parquet")
     store = SequenceStore.open(source / "store")
     manifest = json.loads((source / "manifest.json").read_text())
     data = Data(store, manifest.get("data", {}), manifest.get("as_of") or store.time_range()[1] + 1)
     forecast = pq.read_table(source / "forecast.parquet") if (source / "forecast.parquet").exists() else None
-    with BundleWriter(cfg.out_dir, base=source) as bundle:
+    with publish(cfg, source) as bundle:
         bundle.manifest["config"] = OmegaConf.to_container(cfg, resolve=True)
         result = segment(cfg, embeddings, source)
         predicted = (Representation.load(source / REPRESENTATION_FILE).expected_spend(store, data.as_of)
@@ -633,7 +653,7 @@ def run_forecast(cfg: DictConfig) -> Path:
     and report for an N-day horizon, answered from each customer's fitted purchase process: no retraining
     and no encoder pass. Erased customers stay erased (the bundle's own loading applies its tombstones)."""
     source = require_bundle(cfg, "forecast")
-    loaded = Bundle.load(source)
+    loaded = Bundle.load(source, erased=erased_ids(cfg))
     meta = loaded.forecast_meta
     c = loaded.customers
     horizon = float(cfg.horizon_days if cfg.horizon_days is not None else meta["horizon_days"])
@@ -645,7 +665,7 @@ def run_forecast(cfg: DictConfig) -> Path:
     if c.forecast is None:
         raise BundleError(f"{source}: no forecast.parquet (trained with forecast.weight=0)")
     ids, embeddings = c.ids, c.embeddings
-    with BundleWriter(cfg.out_dir, base=source) as bundle:
+    with publish(cfg, source) as bundle:
         bundle.manifest["horizon_days"] = horizon
         bundle.manifest["forecast"] = {**meta, "horizon_days": horizon}
         bundle.write_table("forecast.parquet", table)
@@ -672,12 +692,12 @@ def run_recommend(cfg: DictConfig) -> Path:
         raise BundleError(f"{source}: no recommender ({RECOMMENDER_DIRECTORY}/): it was trained with "
                           "recommend.enabled=false, its log could not teach one (see its training log), or by an "
                           "older engine; retrain it with stage=all")
-    loaded = Bundle.load(source)
+    loaded = Bundle.load(source, erased=erased_ids(cfg))
     c = loaded.customers
     recommender = Recommender.load(source / RECOMMENDER_DIRECTORY)
     data = Data(c.store, loaded.manifest.get("data", {}), loaded.as_of)
     sequence = (sequence_embeddings(loaded.model, c.store, loaded.predict_max_len)
                 if recommender.index is not None and cfg.recommend.new_only else None)  # new-item lists read it
-    with BundleWriter(cfg.out_dir, base=source) as bundle:
+    with publish(cfg, source) as bundle:
         write_recommendations(cfg, bundle, data, recommender, sequence)
     return Path(cfg.out_dir)

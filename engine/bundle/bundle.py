@@ -17,10 +17,11 @@ import json
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -39,7 +40,8 @@ from engine.bundle.customers import (
     replace_file,
     write_files,
 )
-from engine.bundle.writer import BundleError, fsync_dir
+from engine.bundle.ledger import append_erasure, read_erasures
+from engine.bundle.writer import BundleError
 from engine.model.io import MODEL_FILE, load_model
 from engine.segment.hierarchy import Hierarchy
 
@@ -60,40 +62,33 @@ class UnknownCustomer(KeyError):
         return f"customer {self.customer_id!r} is not in this bundle (unknown or erased)"
 
 
+class BundleReplaced(BundleError):
+    """The bundle's directory was replaced (by a newer bundle) since it was loaded."""
+
+
 def read_tombstones(directory: Path) -> list[str]:
-    """Erased customer ids, in erasure order. A line that does not parse can only be the torn end of an
-    append that crashed before any file changed (its erase never returned), so it is skipped with a warning."""
-    path = directory / TOMBSTONES
-    if not path.exists():
-        return []
-    erased = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            erased.append(str(json.loads(line)["customer_id"]))
-        except (ValueError, KeyError, TypeError):
-            log.warning("%s line %d: not a tombstone, skipped (a torn append)", path, number)
-    return erased
+    """Erased customer ids of the bundle's tombstones.jsonl, in erasure order (a torn last line is skipped:
+    its erase never returned)."""
+    return read_erasures(directory / TOMBSTONES)
 
 
 def append_tombstone(directory: Path, customer_id: str) -> None:
     """Append {"customer_id", "erased_at"} to tombstones.jsonl and fsync it (and the directory if new)."""
-    path = directory / TOMBSTONES
-    created = not path.exists()
-    line = json.dumps(
-        {"customer_id": customer_id, "erased_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    )
-    with open(path, "a+b") as f:
-        if f.seek(0, os.SEEK_END) > 0:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":  # a torn line from a crash: end it so this record stands alone
-                line = "\n" + line
-        f.write((line + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
-    if created:
-        fsync_dir(directory)
+    append_erasure(directory / TOMBSTONES, customer_id)
+
+
+def _tombstone_present(path: Path, ids: set[str]) -> list[str]:
+    """Append a tombstone for each of ``ids`` the bundle still holds (its segments.parquet lists every
+    customer) before any file changes; returns them."""
+    if not ids:
+        return []
+    held = read_file(path, SEGMENTS, lambda p: pq.read_table(p, columns=["customer_id"]))["customer_id"]
+    present = sorted(set(pc.filter(held, pc.is_in(held, value_set=pa.array(sorted(ids), pa.string()))).to_pylist()))
+    for customer_id in present:
+        append_tombstone(path, customer_id)
+    if present:
+        log.info("%s: %d customer(s) of the erasure ledger are still here: erasing them", path, len(present))
+    return present
 
 
 def _identity(path: Path) -> tuple[int, int]:
@@ -115,8 +110,11 @@ class Bundle:
         self.derived: dict = {}  # objects built from this bundle for serving (the scorer): freed with it
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu", eager_model: bool = False) -> Bundle:
-        """Read a bundle; finishes any erasure a crash interrupted. BundleError names the directory and file."""
+    def load(cls, path: str | os.PathLike, device: str = "cpu", eager_model: bool = False,
+             erased: list[str] | None = None) -> Bundle:
+        """Read a bundle; finishes any erasure a crash interrupted, and applies ``erased`` (the erasure
+        ledger's ids): those still in the bundle are tombstoned in it and dropped from its files. BundleError
+        names the directory and file."""
         path = Path(path).resolve()
         if not path.is_dir():
             raise BundleError(f"{path}: no such bundle directory")
@@ -128,7 +126,10 @@ class Bundle:
             raise BundleError(
                 f"{path}: missing {MODEL_FILE} (not a complete bundle; rebuild it with train.py)"
             )
-        customers, rewritten = load_customers(path, profiles, hierarchy, read_tombstones(path))
+        tombstones = read_tombstones(path)
+        if erased:
+            tombstones += _tombstone_present(path, set(erased) - set(tombstones))
+        customers, rewritten = load_customers(path, profiles, hierarchy, tombstones)
         if (
             centroids.ndim != 2
             or len(centroids) != hierarchy.k
@@ -225,7 +226,7 @@ class Bundle:
             if row is None:
                 raise UnknownCustomer(customer_id)
             if _identity(self.path) != self._identity:
-                raise BundleError(
+                raise BundleReplaced(
                     f"{self.path}: the directory was replaced (a new bundle?) since it was loaded; "
                     "reload it and erase again"
                 )

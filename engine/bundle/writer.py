@@ -4,6 +4,7 @@ only when complete, so a crash never leaves a half bundle where a good one was."
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 from engine import __version__
 
 BUNDLE_FORMAT = 1
+log = logging.getLogger(__name__)
 
 
 class BundleError(RuntimeError):
@@ -63,9 +65,12 @@ class BundleWriter:
     """Stage the files of one bundle and commit them with a rename.
 
     with BundleWriter(out_dir) as staged: write files under staged.path; the bundle appears at out_dir
-    only if the block finishes without an exception (then the manifest is written last)."""
+    only if the block finishes without an exception (then the manifest is written last). With a ``ledger``
+    (engine.bundle.ledger), its latest erasures are applied to the staged files under its lock, and the
+    lock is held until the bundle is in place: no erasure answered before the swap is missed."""
 
-    def __init__(self, out_dir: str | os.PathLike, base: str | os.PathLike | None = None):
+    def __init__(self, out_dir: str | os.PathLike, base: str | os.PathLike | None = None, ledger=None):
+        self.ledger = ledger
         self.target = Path(out_dir).resolve()
         self.target.parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
@@ -106,4 +111,62 @@ class BundleWriter:
             json.dump(self.manifest, f, indent=1, default=str)
             f.flush()
             os.fsync(f.fileno())
-        replace_dir(self.path, self.target)
+        if self.ledger is None:
+            replace_dir(self.path, self.target)
+            return
+        try:
+            with self.ledger.locked():
+                apply_erasures(self.path, self.ledger.read())
+                replace_dir(self.path, self.target)
+        except BaseException:
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise
+
+
+def held_ids(path: Path) -> pa.Array | None:
+    """The customer ids a staged or published bundle holds: segments.parquet's, or the store's (a fit-only
+    bundle); None when it holds no customers."""
+    if (path / "segments.parquet").exists():
+        return pq.read_table(path / "segments.parquet", columns=["customer_id"])["customer_id"].combine_chunks()
+    if (path / "store").exists():
+        from engine.data.store import SequenceStore
+
+        return SequenceStore.open(path / "store").customer_ids
+    return None
+
+
+def apply_erasures(path: Path, erased: list[str]) -> int:
+    """Drop the ``erased`` customers a bundle directory still holds from every file of it (tombstoned in it
+    first, as a served erasure does); returns how many were dropped."""
+    import pyarrow.compute as pc
+
+    from engine.bundle.ledger import append_erasure, read_erasures
+
+    held = held_ids(path) if erased else None
+    if held is None:
+        return 0
+    present = sorted(set(pc.filter(held, pc.is_in(held, value_set=pa.array(erased, pa.string()))).to_pylist()))
+    if not present:
+        return 0
+    if (path / "segments.parquet").exists():
+        from engine.bundle.bundle import Bundle
+
+        Bundle.load(path, erased=present)  # tombstones them, then rewrites each customer file without them
+    else:
+        from engine.data.store import SequenceStore
+
+        known = set(read_erasures(path / "tombstones.jsonl"))
+        for customer_id in present:
+            if customer_id not in known:
+                append_erasure(path / "tombstones.jsonl", customer_id)
+        store = SequenceStore.open(path / "store")
+        gone = store.customer_index(present)
+        keep = np.setdiff1d(np.arange(store.n_customers), gone[gone >= 0])
+        staged = path / ".store.erasing"
+        shutil.rmtree(staged, ignore_errors=True)
+        store.take(keep).save(staged)
+        shutil.rmtree(path / "store")
+        os.replace(staged, path / "store")
+    log.info("%s: %d customer(s) erased while this bundle was built: dropped before it is published", path,
+             len(present))
+    return len(present)

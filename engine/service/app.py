@@ -25,6 +25,8 @@ from starlette.exceptions import HTTPException
 
 from engine import __version__
 from engine.bundle import Bundle, BundleError, UnknownCustomer
+from engine.bundle.bundle import BundleReplaced
+from engine.bundle.ledger import Ledger
 from engine.data.events import EventLogError
 from engine.embed.online import score_events, scorer
 from engine.service import answers, recommend
@@ -51,9 +53,10 @@ class Service:
     """The bundle being served (swapped whole on reload) and the lock that serialises writes."""
 
     def __init__(self, bundle_path: str | Path, device: str, token: str | None, open_writes: bool = False,
-                 bundle_root: str | Path | None = None):
+                 bundle_root: str | Path | None = None, ledger: str | Path | None = None):
         self.device, self.token, self.open_writes = _check_device(device), token or None, open_writes
         self.write_lock = threading.Lock()
+        self.ledger = Ledger.beside(bundle_path, ledger)
         self.bundle = self.load(bundle_path)
         self.bundle_root = Path(bundle_root).resolve() if bundle_root is not None else self.bundle.path.parent
         if not self.bundle_root.is_dir():
@@ -73,10 +76,25 @@ class Service:
         return path
 
     def load(self, path: str | Path) -> Bundle:
-        """A bundle ready to answer at once: model loaded, scorer prepared."""
-        bundle = Bundle.load(path, device=self.device, eager_model=True)
+        """A bundle ready to answer at once: the erasure ledger applied, model loaded, scorer prepared."""
+        bundle = Bundle.load(path, device=self.device, eager_model=True, erased=self.ledger.read())
         scorer(bundle)
         return bundle
+
+    def erase(self, customer_id: str) -> None:
+        """Erase from the ledger first (every later run and load honours it), then from the bundle. When
+        train.py has replaced the served directory since it was loaded, the new bundle there is loaded
+        (the ledger applied to it) and served instead. UnknownCustomer if the bundle does not hold them."""
+        with self.write_lock:
+            if customer_id not in self.bundle.customers.row:
+                raise UnknownCustomer(customer_id)
+            self.ledger.append(customer_id)
+            try:
+                self.bundle.erase(customer_id)
+            except BundleReplaced:
+                log.warning("%s was replaced since it was loaded: loading the new bundle, with the erasure",
+                            self.bundle.path)
+                self.bundle = self.load(self.bundle.path)
 
 
 def _check_device(device: str) -> str:
@@ -186,6 +204,24 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+class _NoCustomerIds(logging.Filter):
+    """Access-log lines name /customers/{id} instead of the customer id (the log outlives erasures)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and \
+                args[2].startswith("/customers/"):
+            suffix = "/recommendations" if args[2].split("?")[0].endswith("/recommendations") else ""
+            record.args = (*args[:2], "/customers/{id}" + suffix, *args[3:])
+        return True
+
+
+def scrub_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _NoCustomerIds) for f in access.filters):
+        access.addFilter(_NoCustomerIds())
+
+
 def current(request: Request) -> Bundle:
     """The bundle being served, taken once per request."""
     return request.app.state.service.bundle
@@ -214,16 +250,18 @@ Current = Annotated[Bundle, Depends(current)]
 
 def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None = None,
                open_writes: bool = False, bundle_root: str | Path | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES, ledger: str | Path | None = None) -> FastAPI:
     """Load the bundle (BundleError if it is incomplete) and build the app serving it. Writes need the
     token; with none, they are refused unless open_writes (then anyone who reaches the port may write).
     POST /reload loads only bundles under ``bundle_root`` (default: the served bundle's parent directory);
-    request bodies over ``max_body_bytes`` are refused (413)."""
+    request bodies over ``max_body_bytes`` are refused (413). Erasures go to ``ledger`` (default:
+    erasures.jsonl beside the bundle, where train.py reads them) before the bundle."""
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes={max_body_bytes}: expected a positive number of bytes")
-    service = Service(bundle_path, device, token, open_writes, bundle_root)
-    log.info("POST /reload loads bundles under %s only; request bodies up to %s bytes", service.bundle_root,
-             f"{max_body_bytes:,}")
+    service = Service(bundle_path, device, token, open_writes, bundle_root, ledger)
+    scrub_access_log()
+    log.info("POST /reload loads bundles under %s only; request bodies up to %s bytes; erasures recorded in %s",
+             service.bundle_root, f"{max_body_bytes:,}", service.ledger.path)
     if service.token is not None:
         log.info("writes (DELETE /customers/{id}, POST /reload) need the token")
     elif open_writes:
@@ -318,8 +356,7 @@ def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None =
         summary="Erase a customer from the bundle for good (GDPR)",
     )
     def erase(customer_id: str) -> dict:
-        with service.write_lock:
-            service.bundle.erase(customer_id)
+        service.erase(customer_id)
         return {"erased": customer_id}
 
     @app.post(

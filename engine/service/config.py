@@ -17,6 +17,7 @@ class ServeSchema:
     token_file: str | None = None  # a file holding the write token (else env SEGMENT_ENGINE_TOKEN)
     open_writes: bool = False  # with no token: false refuses writes (403), true lets anyone write
     bundle_root: str | None = None  # POST /reload loads bundles under this directory only; null: bundle's parent
+    ledger: str | None = None  # the erasure ledger (train.py's privacy.ledger); null: erasures.jsonl beside bundle
     max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies are refused (413) before they are parsed
     torch_threads: int = 1  # per process; real-time scoring of one customer does not gain from more
     log_level: str = "info"

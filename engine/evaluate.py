@@ -14,7 +14,7 @@ from engine.forecast import baselines
 from engine.forecast import metrics as forecast_metrics
 from engine.forecast.process import Process
 from engine.index import evaluation as lookalike_evaluation
-from engine.segment.report import cumulative_revenue_html
+from engine.segment.figures import cumulative_revenue_html
 
 log = logging.getLogger(__name__)
 

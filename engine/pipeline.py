@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytorch_lightning as pl
 import torch
@@ -49,6 +50,7 @@ from engine.recommend.segments import promote_markdown
 from engine.represent import FILE as REPRESENTATION_FILE
 from engine.represent import Representation
 from engine.segment.describe import describe as describe_segments
+from engine.segment.describe import descriptions as segment_descriptions
 from engine.segment.hierarchy import Hierarchy, build_hierarchy, level_columns
 from engine.segment.kmeans import assign, choose_k, match_to_previous, spherical_kmeans
 from engine.segment.profiles import segment_profiles
@@ -359,8 +361,9 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
     (bundle.path / "hierarchy.json").write_text(json.dumps(hierarchy.to_dict()))
     summary = customer_summary(data.store, data.as_of)
     if forecast is not None:
-        for name in ("expected_purchases", "expected_spend", "p_alive", "lifetime_value"):
+        for name in ("expected_purchases", "expected_spend", "p_alive", "p_churn", "lifetime_value"):
             summary = summary.append_column(name, forecast[name])
+        summary = summary.append_column("likely_to_lapse", pc.greater(forecast["p_churn"], 0.5))  # mean: share
     profiles = segment_profiles(labels, len(centroids), summary.drop(["customer_id"]), top_n=cfg.segment.top_n)
     value = predicted_spend
     if value is None and forecast is not None:
@@ -368,6 +371,8 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
     described = describe_segments(data.store, labels, len(centroids), data.as_of, value, top_n=cfg.segment.top_n)
     for name in described.column_names[1:]:
         profiles = profiles.append_column(name, described[name])
+    horizon = bundle.manifest.get("horizon_days")
+    profiles = profiles.append_column("description", pa.array(segment_descriptions(profiles, horizon)))
     bundle.write_table("profiles.parquet", profiles)
     index = instantiate(cfg.index)(embeddings, np.arange(len(embeddings), dtype=np.int64))
     save_index(index, bundle.path / "index.faiss")
@@ -378,8 +383,9 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
     extra.update({k: markdown_to_html(v) for k, v in bundle.extra_tables.items()})
     extra.update(bundle.extra_html)  # trusted figures (inline PNG) of the evaluation
     write_report(bundle.path / "report.html", profiles, embeddings, labels, hierarchy,
-                 title=f"segment-engine: {len(centroids)} segments of {len(labels)} customers",
-                 extra_tables=extra or None)
+                 title=f"segment-engine: {len(centroids)} segments of {len(labels):,} customers",
+                 extra_tables=extra or None, horizon_days=horizon,
+                 expected_spend=None if forecast is None else forecast["expected_spend"].to_numpy())
     bundle.manifest["k"] = len(centroids)
     bundle.manifest.setdefault("counts", {})["segments"] = len(centroids)
 

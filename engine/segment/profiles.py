@@ -86,6 +86,13 @@ def _channel_mix(labels: np.ndarray, column: pa.ChunkedArray, k: int) -> list[st
     return mixes
 
 
+def read_channel_mix(value: str | dict | None) -> dict[str, float]:
+    """A channel_mix cell (JSON string, or the dict the service hands out) as {channel: share}."""
+    if not value:
+        return {}
+    return dict(value) if isinstance(value, dict) else json.loads(value)
+
+
 def segment_profiles(labels: np.ndarray, k: int, customers: pa.Table, top_n: int = 5) -> pa.Table:
     """One row per segment describing who is in it.
 
@@ -94,8 +101,9 @@ def segment_profiles(labels: np.ndarray, k: int, customers: pa.Table, top_n: int
     top_category / top_item / top_channel (string or null), and any extra numeric columns (forecasts,
     spend_known, ...), each averaged per segment as mean_<name> (nulls ignored).
     Returns columns: segment, size, share, median_recency_days, mean_recency_days, mean_frequency,
-    mean_spend, total_spend, mean_n_events, top_categories list<string>, top_items list<string>,
-    channel_mix (JSON string {channel: share}), mean_<extra>... Empty segments get size 0 and NaN means.
+    mean_spend, total_spend, mean_n_events, spend_lift and frequency_lift (the segment's mean over the base's),
+    top_categories list<string>, top_items list<string>, channel_mix (JSON string {channel: share}),
+    mean_<extra>... Empty segments get size 0 and NaN means.
     """
     labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)
@@ -113,17 +121,23 @@ def segment_profiles(labels: np.ndarray, k: int, customers: pa.Table, top_n: int
     recency = _numeric(customers, "recency_days")
     spend = np.nan_to_num(_numeric(customers, "spend"), nan=0.0)
     total_spend = np.bincount(labels, weights=spend, minlength=k).astype(np.float64)
+    frequency = _numeric(customers, "frequency")
     with np.errstate(invalid="ignore", divide="ignore"):
+        mean_spend = np.where(sizes > 0, total_spend / np.maximum(sizes, 1), np.nan)
+        mean_frequency = _group_mean(labels, frequency, k)
+        base_spend, base_frequency = spend.mean() if n else np.nan, np.nanmean(frequency) if n else np.nan
         columns: dict[str, pa.Array | np.ndarray | list] = {
             "segment": np.arange(k, dtype=np.int64),
             "size": sizes.astype(np.int64),
             "share": sizes / max(n, 1),
             "median_recency_days": _group_median(labels, recency, k),
             "mean_recency_days": _group_mean(labels, recency, k),
-            "mean_frequency": _group_mean(labels, _numeric(customers, "frequency"), k),
-            "mean_spend": np.where(sizes > 0, total_spend / np.maximum(sizes, 1), np.nan),
+            "mean_frequency": mean_frequency,
+            "mean_spend": mean_spend,
             "total_spend": total_spend,
             "mean_n_events": _group_mean(labels, _numeric(customers, "n_events"), k),
+            "spend_lift": np.where(base_spend > 0, mean_spend / base_spend, np.nan),
+            "frequency_lift": np.where(base_frequency > 0, mean_frequency / base_frequency, np.nan),
             "top_categories": _top_values(labels, customers.column("top_category"), k, top_n),
             "top_items": _top_values(labels, customers.column("top_item"), k, top_n),
             "channel_mix": _channel_mix(labels, customers.column("top_channel"), k),

@@ -31,4 +31,29 @@ def test_the_report_and_profiles_of_a_bundle_name_the_segments(bundle):
     assert {"name", "value_tier", "distinctive_categories", "category_lift", "lapsing_share"} <= set(
         profiles.column_names)
     assert all(profiles["name"].to_pylist())
-    assert "What sets each segment apart" in (bundle / "report.html").read_text()
+    assert {"description", "channel_lift", "spend_lift", "mean_p_churn", "mean_likely_to_lapse"} <= set(
+        profiles.column_names)
+    page = (bundle / "report.html").read_text()
+    assert "What sets each segment apart" in page
+    assert all(f'<span class="desc">{d}</span>' in page and "forecast revenue" in d
+               for d in profiles["description"].to_pylist())
+    assert "<h2>Value by segment: forecast revenue and gains</h2>" in page
+
+
+def test_a_description_says_in_one_sentence_who_a_segment_is():
+    import json
+
+    import pyarrow as pa
+
+    from engine.segment.describe import descriptions
+
+    row = {"segment": 0, "size": 1834, "share": 0.1834, "value_tier": "top", "median_days_between_purchases": 6.5,
+           "distinctive_categories": ["WINE", "DAIRY"], "category_lift": [10.0, 2.12],
+           "channel_mix": json.dumps({"web": 0.64, "store": 0.36}), "mean_expected_spend": 52.5,
+           "mean_p_churn": 0.234, "mean_likely_to_lapse": 0.18, "lapsing_share": 0.3}
+    (sentence,) = descriptions(pa.table({k: [v] for k, v in row.items()}), horizon_days=30)
+    assert sentence == ("18% of customers, top value, buying weekly; over-index on wine ×10.0, dairy ×2.1; mostly "
+                        "web (64%); forecast revenue 96,285 over the next 30 days; churn risk 23%, 18% likely to "
+                        "lapse.")
+    bare = {"segment": 1, "size": 3, "share": 0.03, "channel_mix": "{}", "lapsing_share": 0.5}
+    assert descriptions(pa.table({k: [v] for k, v in bare.items()})) == ["3.0% of customers; 50% lapsing."]

@@ -41,7 +41,7 @@ from engine.bundle.customers import (
     write_files,
 )
 from engine.bundle.ledger import append_erasure, read_erasures
-from engine.bundle.writer import BundleError
+from engine.bundle.writer import BundleError, recover_swap
 from engine.model.io import MODEL_FILE, load_model
 from engine.segment.hierarchy import Hierarchy
 
@@ -60,6 +60,10 @@ class UnknownCustomer(KeyError):
 
     def __str__(self) -> str:
         return f"customer {self.customer_id!r} is not in this bundle (unknown or erased)"
+
+
+class StorageError(BundleError):
+    """An erasure applied in memory that could not be written (disk full, read-only): pending on disk."""
 
 
 class BundleReplaced(BundleError):
@@ -84,8 +88,12 @@ def _tombstone_present(path: Path, ids: set[str]) -> list[str]:
         return []
     held = read_file(path, SEGMENTS, lambda p: pq.read_table(p, columns=["customer_id"]))["customer_id"]
     present = sorted(set(pc.filter(held, pc.is_in(held, value_set=pa.array(sorted(ids), pa.string()))).to_pylist()))
-    for customer_id in present:
-        append_tombstone(path, customer_id)
+    try:
+        for customer_id in present:
+            append_tombstone(path, customer_id)
+    except OSError as err:  # disk full: they are still left out of this load; the ledger keeps them
+        log.error("%s: could not tombstone %d erased customer(s) (%s): left out in memory only", path,
+                  len(present), err)
     if present:
         log.info("%s: %d customer(s) of the erasure ledger are still here: erasing them", path, len(present))
     return present
@@ -116,6 +124,7 @@ class Bundle:
         ledger's ids): those still in the bundle are tombstoned in it and dropped from its files. BundleError
         names the directory and file."""
         path = Path(path).resolve()
+        recover_swap(path)
         if not path.is_dir():
             raise BundleError(f"{path}: no such bundle directory")
         manifest = read_file(path, MANIFEST, lambda p: json.loads(p.read_text()))
@@ -144,7 +153,10 @@ class Bundle:
             log.warning(
                 "%s: finished an interrupted erasure (rewrote %s)", path, ", ".join(sorted(rewritten))
             )
-            bundle._write_manifest()
+            try:
+                bundle._write_manifest()
+            except OSError as err:
+                log.error("%s: could not rewrite manifest.json (%s); the erasure stays pending", path, err)
         if eager_model:
             bundle.model  # noqa: B018  load now, not on the first request
         log.info("loaded bundle %s: %d customers, %d segments", path, customers.n, bundle.k)
@@ -230,11 +242,19 @@ class Bundle:
                     f"{self.path}: the directory was replaced (a new bundle?) since it was loaded; "
                     "reload it and erase again"
                 )
-            append_tombstone(self.path, customer_id)
             remaining = current.without(np.array([row]))
-            names = {INDEX, EMBEDDINGS, SEGMENTS, FORECAST, STORE, PROFILES, RECOMMENDATIONS}
-            self.customers = write_files(self.path, remaining, names)
-            self._write_manifest()
+            self.customers = remaining  # in memory first: never answered again, whatever the disk does
+            try:
+                append_tombstone(self.path, customer_id)
+                names = {INDEX, EMBEDDINGS, SEGMENTS, FORECAST, STORE, PROFILES, RECOMMENDATIONS}
+                self.customers = write_files(self.path, remaining, names)
+                self._write_manifest()
+            except OSError as err:
+                raise StorageError(
+                    f"{self.path}: customer {customer_id!r} is erased from the answers, but the bundle's files "
+                    f"could not be rewritten ({err.strerror or err}): the erasure is pending, and is finished "
+                    "when the bundle next loads (free space, then POST /reload)"
+                ) from err
         log.info("%s: erased one customer (%d remain)", self.path, self.customers.n)
 
     def _write_manifest(self) -> None:
@@ -255,4 +275,4 @@ class Bundle:
         self.manifest = manifest
 
 
-__all__ = ["Bundle", "BundleError", "UnknownCustomer", "append_tombstone", "read_tombstones"]
+__all__ = ["Bundle", "BundleError", "BundleReplaced", "StorageError", "UnknownCustomer", "append_tombstone", "read_tombstones"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ from engine.bundle.writer import BundleError, embeddings_table, fsync_dir, read_
 from engine.data.store import SequenceStore
 from engine.index.index import index_kind, load_index, rebuild_without, remove_ids
 from engine.segment.hierarchy import Hierarchy
+
+log = logging.getLogger(__name__)
 
 EMBEDDINGS, SEGMENTS, FORECAST = "embeddings.parquet", "segments.parquet", "forecast.parquet"
 PROFILES, HIERARCHY, INDEX, STORE = "profiles.parquet", "hierarchy.json", "index.faiss", "store"
@@ -248,7 +251,12 @@ def load_customers(
         recommendations,
     )
     check(directory, customers)
-    return write_files(directory, customers.indexed(), rewrite), rewrite
+    try:
+        return write_files(directory, customers.indexed(), rewrite), rewrite
+    except OSError as err:  # disk full: serve without the erased, and finish the rewrite on a later load
+        log.error("%s: could not rewrite %s without erased customers (%s): they are left out of every answer, "
+                  "and the rewrite is retried on the next load", directory, ", ".join(sorted(rewrite)), err)
+        return customers.indexed(), set()
 
 
 def check(directory: Path, c: Customers) -> None:

@@ -50,15 +50,65 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _aside(target: Path) -> Path:
+    return target.with_name(f".{target.name}.old")
+
+
+def recover_swap(target: Path) -> bool:
+    """A crash between the two renames of replace_dir leaves no ``target`` and the good copy moved aside:
+    move it back. True when it did."""
+    old = _aside(target)
+    if target.exists() or not (old / "manifest.json").exists():
+        return False
+    os.replace(old, target)
+    fsync_dir(target.parent)
+    log.warning("%s: restored the bundle a crash left aside in %s (during a swap)", target, old.name)
+    return True
+
+
 def replace_dir(staged: Path, target: Path) -> None:
-    """Swap ``staged`` into ``target``: the old directory is moved aside first and removed only after."""
-    old = target.with_name(f".{target.name}.old")
+    """Swap ``staged`` into ``target``: the old directory is moved aside first and removed only after; a
+    copy a crashed swap left aside is restored before anything is removed."""
+    recover_swap(target)
+    old = _aside(target)
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         os.replace(target, old)
     os.replace(staged, target)
     fsync_dir(target.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+STALE_AFTER_S = 24 * 3600  # a staging directory without a live owner's pid is stale after this long
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(target: Path) -> list[Path]:
+    """Remove the staging directories of ``target`` whose writer is gone: named with a pid no process has
+    (a run killed before its swap), or older than a day without one. Returns those removed."""
+    removed = []
+    for path in target.parent.glob(f".{target.name}.tmp-*"):
+        owner = path.name[len(f".{target.name}.tmp-"):].split("-", 1)[0]
+        try:
+            stale = not _alive(int(owner)) if owner.isdigit() else time.time() - path.stat().st_mtime > STALE_AFTER_S
+        except OSError:
+            continue
+        if stale and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        log.info("removed %d stale staging director%s of %s", len(removed), "y" if len(removed) == 1 else "ies",
+                 target)
+    return removed
 
 
 class BundleWriter:
@@ -73,7 +123,9 @@ class BundleWriter:
         self.ledger = ledger
         self.target = Path(out_dir).resolve()
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
+        recover_swap(self.target)
+        clean_stale(self.target)
+        self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-{os.getpid()}-", dir=self.target.parent))
         self.manifest: dict = {"format": BUNDLE_FORMAT, "engine_version": __version__, "files": {}}
         self.extra_tables: dict[str, str] = {}  # heading -> markdown table, shown in the report
         self.extra_html: dict[str, str] = {}  # heading -> trusted HTML (inline figures), shown in the report

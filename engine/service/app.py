@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Annotated
 
 import torch
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
 
 from engine import __version__
 from engine.bundle import Bundle, BundleError, UnknownCustomer
-from engine.bundle.bundle import BundleReplaced
+from engine.bundle.bundle import BundleReplaced, StorageError
 from engine.bundle.ledger import Ledger
 from engine.data.events import EventLogError
 from engine.embed.online import score_events, scorer
@@ -33,10 +34,21 @@ from engine.service import answers, recommend
 from engine.service.schemas import (
     MAX_HORIZON_DAYS,
     MAX_RECOMMENDATIONS,
+    CustomerAnswer,
+    ErasedAnswer,
+    HealthAnswer,
+    LookalikeAnswer,
     LookalikeRequest,
+    RecommendationsAnswer,
     RecommendRequest,
+    ReloadAnswer,
     ReloadRequest,
+    ScoreAnswer,
     ScoreRequest,
+    SegmentAnswer,
+    SegmentItemsAnswer,
+    SegmentsAnswer,
+    documented,
 )
 
 log = logging.getLogger(__name__)
@@ -57,6 +69,7 @@ class Service:
         self.device, self.token, self.open_writes = _check_device(device), token or None, open_writes
         self.write_lock = threading.Lock()
         self.ledger = Ledger.beside(bundle_path, ledger)
+        self.pending: set[str] = set()  # erasures answered but not yet in the ledger (disk full)
         self.bundle = self.load(bundle_path)
         self.bundle_root = Path(bundle_root).resolve() if bundle_root is not None else self.bundle.path.parent
         if not self.bundle_root.is_dir():
@@ -77,7 +90,9 @@ class Service:
 
     def load(self, path: str | Path) -> Bundle:
         """A bundle ready to answer at once: the erasure ledger applied, model loaded, scorer prepared."""
-        bundle = Bundle.load(path, device=self.device, eager_model=True, erased=self.ledger.read())
+        self._record_pending()
+        bundle = Bundle.load(path, device=self.device, eager_model=True,
+                             erased=[*self.ledger.read(), *sorted(self.pending)])
         scorer(bundle)
         return bundle
 
@@ -88,13 +103,34 @@ class Service:
         with self.write_lock:
             if customer_id not in self.bundle.customers.row:
                 raise UnknownCustomer(customer_id)
-            self.ledger.append(customer_id)
+            self.pending.add(customer_id)  # left out of every bundle this process loads, until recorded
+            recorded = self._record_pending()
             try:
                 self.bundle.erase(customer_id)
+            except StorageError as err:
+                if recorded:
+                    raise
+                raise StorageError(f"{err}; the erasure ledger {self.ledger.path} could not be written either: "
+                                   "the customer is left out of this process's answers only") from err
             except BundleReplaced:
                 log.warning("%s was replaced since it was loaded: loading the new bundle, with the erasure",
                             self.bundle.path)
                 self.bundle = self.load(self.bundle.path)
+            if not recorded:
+                raise StorageError(f"{self.ledger.path}: customer {customer_id!r} is erased from the answers of "
+                                   "this process, but the erasure ledger could not be written (disk full or "
+                                   "read-only?): it is retried with the next write; free space, then erase again")
+
+    def _record_pending(self) -> bool:
+        """Append the pending erasures to the ledger; False (they stay pending) when the disk refuses."""
+        try:
+            for customer_id in sorted(self.pending):
+                self.ledger.append(customer_id)
+                self.pending.discard(customer_id)
+        except OSError as err:
+            log.error("%s: could not record %d erasure(s): %s", self.ledger.path, len(self.pending), err)
+            return False
+        return True
 
 
 def _check_device(device: str) -> str:
@@ -133,6 +169,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         (answers.UnknownSegment, 404),
         (EventLogError, 422),
         (ValueError, 422),
+        (StorageError, 507),
         (BundleError, 409),
     ):
         app.add_exception_handler(kind, lambda r, e, status=status: _error(status, str(e)))
@@ -246,6 +283,11 @@ def authorised(request: Request) -> None:
 
 
 Current = Annotated[Bundle, Depends(current)]
+# documents the writes' scheme in OpenAPI; ``authorised`` checks the header itself (auto_error=False: no error here)
+bearer = HTTPBearer(scheme_name="bearer", auto_error=False,
+                    description="The service's token, from SEGMENT_ENGINE_TOKEN or token_file (writes only)")
+WRITE = [Security(bearer), Depends(authorised)]
+NOT_A_CUSTOMER, NOT_A_SEGMENT = (404, "unknown or erased customer"), (404, "unknown segment")
 
 
 def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None = None,
@@ -283,19 +325,26 @@ def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None =
     _install_error_handlers(app)
     _install_offline_docs(app)
 
-    @app.get("/health", summary="Bundle version, counts and path")
+    # Each answer is documented (documented(...): its model and its errors), never re-validated or
+    # re-encoded by FastAPI (response_model=None): /score and /lookalike answers are large, and every
+    # answer keeps the exact shape engine.service.answers gives it.
+    @app.get("/health", summary="Bundle version, counts and path", response_model=None,
+             responses=documented(HealthAnswer))
     def health(bundle: Current) -> dict:
         return answers.health(bundle)
 
-    @app.get("/segments", summary="Every segment with its profile and place in the hierarchy, plus the tree")
+    @app.get("/segments", summary="Every segment with its profile and place in the hierarchy, plus the tree",
+             response_model=None, responses=documented(SegmentsAnswer))
     def list_segments(bundle: Current) -> dict:
         return answers.segments(bundle)
 
-    @app.get("/segments/{segment_id}", summary="One segment")
+    @app.get("/segments/{segment_id}", summary="One segment", response_model=None,
+             responses=documented(SegmentAnswer, NOT_A_SEGMENT, 422))
     def get_segment(segment_id: int, bundle: Current) -> dict:
         return answers.segment(bundle, segment_id)
 
-    @app.get("/segments/{segment_id}/items", summary="The items that over-index in a segment, with lift")
+    @app.get("/segments/{segment_id}/items", summary="The items that over-index in a segment, with lift",
+             response_model=None, responses=documented(SegmentItemsAnswer, NOT_A_SEGMENT, 422))
     def get_segment_items(
         segment_id: int,
         bundle: Current,
@@ -306,7 +355,8 @@ def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None =
 
     # before /customers/{id}: its path parameter would take "ID/recommendations" too
     @app.get("/customers/{customer_id:path}/recommendations",
-             summary="The items a stored customer is most likely to buy next")
+             summary="The items a stored customer is most likely to buy next", response_model=None,
+             responses=documented(RecommendationsAnswer, NOT_A_CUSTOMER, 409, 422))
     def get_recommendations(
         customer_id: str,
         bundle: Current,
@@ -320,14 +370,16 @@ def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None =
         return recommend.customer_recommendations(bundle, customer_id, n, f)
 
     @app.post("/recommend", summary="Recommendations in real time from recent events (a known customer's "
-              "history comes first)")
+              "history comes first)", response_model=None,
+              responses=documented(RecommendationsAnswer, 409, 413, 422))
     def recommend_now(body: RecommendRequest, bundle: Current) -> dict:
         f = recommend.filters(bundle, body.exclude_recent_days, body.new_only, body.categories,
                               body.exclude_returned)
         events = [vars(event) for event in body.events]
         return recommend.events_recommendations(bundle, events, body.customer_id, body.n, f)
 
-    @app.get("/customers/{customer_id:path}", summary="A customer's segment, hierarchy path and forecast")
+    @app.get("/customers/{customer_id:path}", summary="A customer's segment, hierarchy path and forecast",
+             response_model=None, responses=documented(CustomerAnswer, NOT_A_CUSTOMER, 422))
     def get_customer(
         customer_id: str,
         bundle: Current,
@@ -335,12 +387,14 @@ def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None =
     ) -> dict:
         return answers.customer(bundle, customer_id, horizon_days)
 
-    @app.post("/score", summary="Score events in real time (a known customer's history comes first)")
+    @app.post("/score", summary="Score events in real time (a known customer's history comes first)",
+              response_model=None, responses=documented(ScoreAnswer, 413, 422))
     def score(body: ScoreRequest, bundle: Current, include_embedding: bool = False) -> JSONResponse:
         events = [vars(event) for event in body.events]  # the validated fields, not copied
         return JSONResponse(score_events(bundle, events, body.customer_id, include_embedding, body.horizon_days))
 
-    @app.post("/lookalike", summary="The customers most like the seeds, ranked, one page at a time")
+    @app.post("/lookalike", summary="The customers most like the seeds, ranked, one page at a time",
+              response_model=None, responses=documented(LookalikeAnswer, NOT_A_SEGMENT, 413, 422))
     def lookalike(
         body: LookalikeRequest,
         bundle: Current,
@@ -352,8 +406,13 @@ def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None =
 
     @app.delete(
         "/customers/{customer_id:path}",
-        dependencies=[Depends(authorised)],
+        dependencies=WRITE,
         summary="Erase a customer from the bundle for good (GDPR)",
+        response_model=None,
+        responses=documented(ErasedAnswer, 401, 403, NOT_A_CUSTOMER, 422,
+                             (409, "the served directory was replaced by a bundle that cannot be loaded"),
+                             (507, "the erasure ledger could not be written (disk full?): the customer is "
+                                   "already left out of this process's answers; erase again once there is space")),
     )
     def erase(customer_id: str) -> dict:
         service.erase(customer_id)
@@ -361,8 +420,13 @@ def create_app(bundle_path: str | Path, device: str = "cpu", token: str | None =
 
     @app.post(
         "/reload",
-        dependencies=[Depends(authorised)],
+        dependencies=WRITE,
         summary="Load a bundle (the current one again, or another) and switch to it atomically",
+        response_model=None,
+        responses=documented(ReloadAnswer, 401, 409, 413,
+                             (403, "writes are off (no token and open_writes is false), or the bundle is not "
+                                   "under the service's bundle_root"),
+                             (422, "a malformed body, or a bundle path with a NUL or a name over 255 characters")),
     )
     def reload(body: ReloadRequest | None = None) -> dict:
         with service.write_lock:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -18,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import engine.config  # noqa: F401  registers the config schema (light: no torch, Lightning or FAISS)
-from engine.config import validate
+from engine.config import ConfigError, validate
 
 log = logging.getLogger("train")
 
@@ -33,7 +34,10 @@ def main(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN:  # one bundle per sweep job, not one overwritten N times
         cfg.out_dir = f"{cfg.out_dir}/{hydra_cfg.job.num}"
-    validate(cfg)
+    try:
+        validate(cfg)
+    except ConfigError as err:  # one line naming the key, not a traceback
+        sys.exit(f"train.py: {err}")
     from engine import pipeline
 
     result = getattr(pipeline, STAGES[cfg.stage])(cfg)
@@ -59,8 +63,6 @@ def next_steps(bundle) -> str:
 
 
 if __name__ == "__main__":
-    import sys
-
     if problems := engine.config.unknown_keys(sys.argv[1:]):  # before Hydra's own, which names no alternative
         sys.exit("train.py: " + "\n".join(problems))
     main()

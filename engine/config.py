@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -157,17 +158,78 @@ def unknown_keys(overrides: list[str]) -> list[str]:
     return messages
 
 
+def _module_file(module: str) -> Path | None:
+    """The source file of ``module``, found without importing it (only its top-level package is located)."""
+    import importlib.util
+
+    top, *rest = module.split(".")
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return Path(spec.origin) if spec is not None and spec.origin and not rest else None
+    base = Path(next(iter(spec.submodule_search_locations))).joinpath(*rest)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _static_parameters(target: str, depth: int = 0) -> dict[str, str] | None:
+    """{argument: annotation text} of a function or a class's own __init__, read from the source with ast
+    (following ``from X import name`` re-exports), so a config is checked without importing torch,
+    Lightning or FAISS. {"**": ""} when it takes **kwargs; None when it cannot be read so (the caller then
+    imports it)."""
+    import ast
+
+    module, _, name = target.rpartition(".")
+    path = _module_file(module) if module and depth < 6 else None
+    if path is None:
+        return None
+    for node in ast.parse(path.read_text()).body:
+        fn = None
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            fn = next((f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
+            if fn is None:
+                return None  # inherited: only the import knows
+        elif isinstance(node, ast.FunctionDef) and node.name == name:
+            fn = node
+        elif isinstance(node, ast.ImportFrom) and any((a.asname or a.name) == name for a in node.names):
+            alias = next(a for a in node.names if (a.asname or a.name) == name)
+            source = node.module or ""
+            if node.level:
+                package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+                for _ in range(node.level - 1):
+                    package = package.rpartition(".")[0]
+                source = f"{package}.{source}" if source else package
+            return _static_parameters(f"{source}.{alias.name}", depth + 1)
+        if fn is not None:
+            a = fn.args
+            params = {arg.arg: ast.unparse(arg.annotation) if arg.annotation else ""
+                      for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs]}
+            params.pop("self", None)
+            return {"**": ""} if a.kwarg is not None else params
+    return None
+
+
 def _check_arguments(node: DictConfig, key: str, injected: tuple[str, ...] = ()) -> None:
-    """Every key of a constructor group must be an argument of its ``_target_``."""
+    """Every key of a constructor group must be an argument of its ``_target_``: read from the source when
+    possible (no import), else from the imported signature."""
     target = node.get("_target_")
     if target is None:
         raise ConfigError(f"{key}: missing _target_")
-    try:
-        fn = get_method(target)
-    except Exception as err:  # hydra raises its own InstantiationException types
-        raise ConfigError(f"{key}._target_={target!r}: cannot be imported ({err})") from None
-    params = inspect.signature(fn).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    params = _static_parameters(target)
+    if params is None:
+        try:
+            fn = get_method(target)
+        except Exception as err:  # hydra raises its own InstantiationException types
+            raise ConfigError(f"{key}._target_={target!r}: cannot be imported ({err})") from None
+        signature = inspect.signature(fn).parameters
+        if any(p.kind == p.VAR_KEYWORD for p in signature.values()):
+            return
+        params = {name: p.annotation for name, p in signature.items()}
+    if "**" in params:
         return
     for name in node:
         if name in ("_target_", "_partial_", "_recursive_", "_convert_", "_args_"):
@@ -176,7 +238,7 @@ def _check_arguments(node: DictConfig, key: str, injected: tuple[str, ...] = ())
             raise ConfigError(f"{key}.{name}: not an argument of {target} (expected one of {sorted(params)})")
         if name in injected:
             raise ConfigError(f"{key}.{name}: set by the engine, not by config")
-        _check_type(f"{key}.{name}", node[name], params[name].annotation)
+        _check_type(f"{key}.{name}", node[name], params[name])
 
 
 SCALARS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}

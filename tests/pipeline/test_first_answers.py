@@ -45,3 +45,12 @@ def test_a_mistyped_key_gets_did_you_mean_and_nothing_runs():
 def test_a_value_of_the_wrong_type_is_named_before_any_work(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         validate(compose_config([override]))
+
+
+def test_a_wrong_type_answers_in_one_line_without_importing_torch_lightning_or_faiss():
+    probe = ("import runpy, sys\nsys.argv = ['train.py', 'model.dim=abc']\ntry:\n"
+             "    runpy.run_path('train.py', run_name='__main__')\nexcept SystemExit as e:\n    print(e.code)\n"
+             "print([m for m in ('torch', 'pytorch_lightning', 'faiss') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.splitlines() == ["train.py: model.dim='abc': expected an integer", "[]"], out.stderr
+    assert "Traceback" not in out.stderr

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from engine.data.store import SequenceStore
 from engine.model.datamodule import TrainCollate
 from engine.model.losses import forecast_loss
+from engine.model.small_fit import SmallFit
 
 log = logging.getLogger(__name__)
 
@@ -53,48 +54,26 @@ def encode_pairs(model, store: SequenceStore, rows: np.ndarray, collate: TrainCo
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-class HeadFit(pl.LightningModule):
+class HeadFit(SmallFit):
     """Trains ``model``'s forecasting head (head, log_prior) on encoded pairs; the rest of the model stays
     as it is."""
 
-    def __init__(self, model, lr: float = 2e-3, weight_decay: float = 1e-4):
-        super().__init__()
-        self.model, self.lr, self.weight_decay = model, lr, weight_decay
-        self.best: tuple[float, list[torch.Tensor]] | None = None  # the best validation loss and its weights
+    name = "forecast"
 
-    def head_parameters(self) -> list[torch.nn.Parameter]:
+    def __init__(self, model, lr: float = 2e-3, weight_decay: float = 1e-4):
+        super().__init__(lr, weight_decay)
+        self.model = model
+
+    def fitted(self) -> list[torch.nn.Parameter]:
         return [*self.model.head.parameters(), self.model.log_prior]
 
-    def _loss(self, batch, stage: str) -> torch.Tensor:
+    def loss(self, batch, stage: str) -> torch.Tensor:
         """Training: the members' losses, each fitted on its own; validation: the loss of their mean."""
         state, context, count, spend, horizon, weight = batch
         if stage == "train":
-            loss = torch.stack([forecast_loss(self.model.forecast(state, context, k), count, spend, horizon, weight)
+            return torch.stack([forecast_loss(self.model.forecast(state, context, k), count, spend, horizon, weight)
                                 for k in range(len(self.model.head))]).mean()
-        else:
-            loss = forecast_loss(self.model.forecast(state, context), count, spend, horizon, weight)
-        self.log(f"{stage}_forecast", loss, prog_bar=stage == "train", batch_size=len(count))
-        return loss
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._loss(batch, "train")
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._loss(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        loss = float(self.trainer.callback_metrics["val_forecast"])
-        if self.best is None or loss < self.best[0]:
-            self.best = (loss, [p.detach().clone() for p in self.head_parameters()])
-
-    def restore_best(self) -> None:
-        if self.best is not None:
-            with torch.no_grad():
-                for p, best in zip(self.head_parameters(), self.best[1], strict=True):
-                    p.copy_(best)
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.head_parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return forecast_loss(self.model.forecast(state, context), count, spend, horizon, weight)
 
 
 def fit_head(model, store: SequenceStore, train_rows: np.ndarray, val_rows: np.ndarray, collate: TrainCollate,
@@ -109,7 +88,7 @@ def fit_head(model, store: SequenceStore, train_rows: np.ndarray, val_rows: np.n
     for p in model.parameters():
         p.requires_grad_(False)
     fit = HeadFit(model)
-    for p in fit.head_parameters():
+    for p in fit.fitted():
         p.requires_grad_(True)
     generator = torch.Generator().manual_seed(seed)
     loaders = {"train_dataloaders": DataLoader(TensorDataset(*(train[k] for k in FIELDS)), batch_size=batch_size,
@@ -126,7 +105,7 @@ def fit_head(model, store: SequenceStore, train_rows: np.ndarray, val_rows: np.n
     for p in model.parameters():
         p.requires_grad_(True)
     result = {"pairs": int(len(train["count"])), "epochs": int(run.current_epoch),
-              "val_forecast": fit.best[0] if fit.best is not None else float("nan")}
+              "val_forecast": fit.best_loss}
     log.info("forecast head fitted on %d pairs of %d customers: %d epochs, validation loss %.4f",
              result["pairs"], len(train_rows), result["epochs"], result["val_forecast"])
     return result

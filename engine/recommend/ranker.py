@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from engine.model.small_fit import SmallFit
 from engine.recommend.candidates import FEATURES, Candidates
 
 log = logging.getLogger(__name__)
@@ -105,31 +106,19 @@ def listwise_loss(scores: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     return -(share * logp.masked_fill(~mask, 0.0)).sum(1).mean()
 
 
-class RankerFit(pl.LightningModule):
+class RankerFit(SmallFit):
+    name = "rank"
+
     def __init__(self, ranker: Ranker, lr: float = 1e-2, weight_decay: float = 1e-4):
-        super().__init__()
-        self.ranker, self.lr, self.weight_decay = ranker, lr, weight_decay
-        self.best: tuple[float, dict] | None = None
+        super().__init__(lr, weight_decay)
+        self.ranker = ranker
 
-    def _loss(self, batch, stage: str) -> torch.Tensor:
+    def fitted(self) -> list[torch.nn.Parameter]:
+        return list(self.ranker.net.parameters())
+
+    def loss(self, batch, stage: str) -> torch.Tensor:
         features, target, mask = batch
-        loss = listwise_loss(self.ranker(features), target, mask)
-        self.log(f"{stage}_rank", loss, prog_bar=stage == "train", batch_size=len(target))
-        return loss
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._loss(batch, "train")
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._loss(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        loss = float(self.trainer.callback_metrics["val_rank"])
-        if self.best is None or loss < self.best[0]:
-            self.best = (loss, {k: v.detach().clone() for k, v in self.ranker.state_dict().items()})
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.ranker.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return listwise_loss(self.ranker(features), target, mask)
 
 
 def fit_ranker(c: Candidates, bought: np.ndarray, val: np.ndarray, trainer_kwargs: dict, epochs: int = 15,
@@ -161,10 +150,9 @@ def fit_ranker(c: Candidates, bought: np.ndarray, val: np.ndarray, trainer_kwarg
     run = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, callbacks=callbacks,
                      enable_model_summary=False, num_sanity_val_steps=0, **trainer_kwargs)
     run.fit(fit, **loaders)
-    if fit.best is not None:
-        ranker.load_state_dict(fit.best[1])
+    fit.restore_best()
     summary = {"lists": int(len(train["target"])), "val_lists": int(len(held["target"])),
-               "epochs": int(run.current_epoch), "val_rank": fit.best[0] if fit.best else float("nan")}
+               "epochs": int(run.current_epoch), "val_rank": fit.best_loss}
     log.info("ranker fitted on %d customers' candidate lists: %d epochs, validation loss %.4f",
              summary["lists"], summary["epochs"], summary["val_rank"])
     return ranker.eval(), summary

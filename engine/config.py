@@ -7,6 +7,7 @@ constructor groups (model, trainer, index, loader) are checked against their tar
 from __future__ import annotations
 
 import inspect
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.utils import get_method
 from omegaconf import MISSING, DictConfig
 
-from engine.data.events import Columns
+from engine.data.checks import QUALITY_LIMITS
+from engine.data.events import KNOWN_TYPES, MIN_YEAR, Columns
 from engine.data.synthetic import SyntheticConfig
 
 STAGES = ("all", "fit", "embed", "segment", "evaluate", "forecast", "recommend")
@@ -36,6 +38,12 @@ class DataSchema:
     min_count: int = 2
     cutoff: str | None = None
     strict: bool = False
+    min_year: int = MIN_YEAR
+    known_types: list[str] = field(default_factory=lambda: list(KNOWN_TYPES))
+    max_null_share: float = 0.01
+    max_bad_row_share: float = 0.01
+    max_future_share: float = 0.01
+    max_unknown_event_type_share: float = 0.9
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -267,6 +275,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"stage={cfg.stage!r}: expected one of {list(STAGES)}")
     if cfg.data.on_bad_rows not in ("drop", "fail"):
         raise ConfigError(f"data.on_bad_rows={cfg.data.on_bad_rows!r}: expected 'drop' or 'fail'")
+    for key in QUALITY_LIMITS:
+        if not 0.0 <= cfg.data[key] <= 1.0:
+            raise ConfigError(f"data.{key}={cfg.data[key]}: expected a share of rows in [0, 1]")
+    this_year = time.gmtime().tm_year
+    if not 1 <= cfg.data.min_year <= this_year:
+        raise ConfigError(f"data.min_year={cfg.data.min_year}: expected a year between 1 and {this_year}")
     k = cfg.segment.k
     if not (k == "auto" or (isinstance(k, int) and k >= 1)):
         raise ConfigError(f"segment.k={k!r}: expected a positive integer or 'auto'")

@@ -23,9 +23,10 @@ from engine.bundle.bundle import TOMBSTONES, Bundle, read_tombstones
 from engine.bundle.ledger import Ledger
 from engine.bundle.writer import BundleError, BundleWriter, apply_erasures, embeddings_table, read_embeddings
 from engine.data import Columns, EventLogSpec, SequenceStore, load_store
-from engine.data.checks import check_columns, check_purchases
+from engine.data.checks import QUALITY_LIMITS, check_columns, check_purchases, check_quality
 from engine.data.events import resolve_files
 from engine.data.memory import release_freed_memory
+from engine.data.quality import summary as quality_summary
 from engine.data.summary import customer_summary
 from engine.embed.writer import embed_base, forecast_table
 from engine.evaluate import evaluate_run, markdown_to_html
@@ -63,6 +64,7 @@ CALIBRATION_CUSTOMERS = 20_000  # a sample: the calibration embeds it twice
 HEAD_PAIRS = 200_000  # forecast pairs the head is fitted on, at most (engine.model.head)
 CONTEXT_SAMPLE = 10_000  # customers whose forecast context sets its standardisation
 CALIBRATION_RANGE = (0.5, 2.0)  # calibration factors outside it are flagged
+QUALITY_FILE = "data_quality.json"
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Data:
     info: dict
     as_of: int
     future: SequenceStore | None = None  # with data.cutoff: the same customers' events from the cutoff on
+    quality: dict | None = None  # data_quality.json (engine.data.quality), with the thresholds it passed
 
 
 def parse_time(value) -> int | None:
@@ -108,12 +111,16 @@ def fingerprint(files: list[str]) -> str:
 
 
 def load_data(cfg: DictConfig, vocabs: dict | None = None) -> Data:
-    """Read, validate and pack the event log; with data.cutoff, keep only the history before it."""
+    """Read, validate and pack the event log, and stop on a data-quality figure over its threshold; with
+    data.cutoff, keep only the history before it."""
     d = cfg.data
     spec = EventLogSpec(events_path(cfg), Columns(**d.columns), list(d.purchase_types), list(d.return_types),
-                        d.on_bad_rows, d.dedupe)
+                        d.on_bad_rows, d.dedupe, d.min_year, list(d.known_types))
     check_columns(resolve_files(spec.path), spec.columns, d.strict)
     store, report = load_store(spec, min_count=d.min_count, vocabs=vocabs)
+    quality = {**report.quality.to_dict(), "thresholds": {key: d[key] for key in QUALITY_LIMITS}}
+    log.info("data quality: %s (data_quality.json)", quality_summary(quality))
+    check_quality(quality, quality["thresholds"], spec.columns)
     check_purchases(store, spec.purchase_types, d.strict)
     erased = erased_ids(cfg)
     if erased:
@@ -138,7 +145,7 @@ def load_data(cfg: DictConfig, vocabs: dict | None = None) -> Data:
             "dropped_bad_ts": report.dropped_bad_ts, "dropped_bad_customer": report.dropped_bad_customer,
             "duplicates_removed": report.duplicates_removed,
             "cutoff": cutoff}
-    return Data(store, info, as_of, future)
+    return Data(store, info, as_of, future, quality)
 
 
 def datamodule(cfg: DictConfig, data: Data, spend_scale: float | None = None, unit: str | None = None):
@@ -382,10 +389,12 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
              "over the base's): what to promote to it": markdown_to_html(promote)}
     extra.update({k: markdown_to_html(v) for k, v in bundle.extra_tables.items()})
     extra.update(bundle.extra_html)  # trusted figures (inline PNG) of the evaluation
+    quality = bundle.path / QUALITY_FILE  # this run's, or the one of the bundle it started from
     write_report(bundle.path / "report.html", profiles, embeddings, labels, hierarchy,
                  title=f"segment-engine: {len(centroids)} segments of {len(labels):,} customers",
                  extra_tables=extra or None, horizon_days=horizon,
-                 expected_spend=None if forecast is None else forecast["expected_spend"].to_numpy())
+                 expected_spend=None if forecast is None else forecast["expected_spend"].to_numpy(),
+                 data_quality=json.loads(quality.read_text()) if quality.exists() else None)
     bundle.manifest["k"] = len(centroids)
     bundle.manifest.setdefault("counts", {})["segments"] = len(centroids)
 
@@ -440,6 +449,8 @@ def describe(cfg: DictConfig, bundle: BundleWriter, data: Data, model=None, stag
     bundle.manifest["stage"] = stage or cfg.stage
     bundle.manifest["config"] = OmegaConf.to_container(cfg, resolve=True)
     bundle.manifest["data"] = data.info
+    if data.quality is not None:
+        (bundle.path / QUALITY_FILE).write_text(json.dumps(data.quality, indent=1))
     has_head = model is not None and hasattr(model, "head")
     bundle.manifest["horizon_days"] = cfg.forecast.horizon_days if has_head else None
     if has_head:  # what answers other horizons from forecast.parquet's parameters (engine.forecast.process)
@@ -578,12 +589,12 @@ def run_fit(cfg: DictConfig) -> Path | None:
     return Path(cfg.out_dir)
 
 
-INHERITED = ("columns", "purchase_types", "return_types", "dedupe", "on_bad_rows")
+INHERITED = ("columns", "purchase_types", "return_types", "dedupe", "on_bad_rows", "known_types", "min_year")
 
 
 def inherit_data_spec(cfg: DictConfig, source: Path) -> list[str]:
-    """Take the bundle's own data spec (column mapping, purchase and return types, dedupe, bad rows) for each
-    key this run leaves at its default: a refreshed log is read the way the model was trained on. Returns
+    """Take the bundle's own data spec (column mapping, purchase, return and known types, dedupe, bad rows,
+    the earliest year) for each key this run leaves at its default: a refreshed log is read the way the model was trained on. Returns
     the keys taken, each logged."""
     from engine.config import DataSchema
 

@@ -21,13 +21,13 @@ def __getattr__(name: str):
 
 def load_store(spec: EventLogSpec, min_count: int = 1, vocabs: dict | None = None):
     """(SequenceStore, IngestReport): the log named by ``spec``, read, validated and packed; the report counts
-    what was dropped."""
+    what was dropped, and report.quality.to_dict() is the data-quality report (data_quality.json)."""
     from engine.data.store import pack
 
     events, report = read_events(spec)
     columns = dict(zip(events.column_names, events.columns, strict=True))
     del events  # pack frees each column once packed
-    store, report.duplicates_removed = pack(
-        columns, spec.purchase_types, spec.return_types, dedupe=spec.dedupe, min_count=min_count, vocabs=vocabs
-    )
+    store, report.duplicates_removed = pack(columns, spec.purchase_types, spec.return_types, dedupe=spec.dedupe,
+                                            min_count=min_count, vocabs=vocabs, quality=report.quality)
+    report.quality.packed(store)
     return store, report

@@ -1,6 +1,7 @@
 """Checks that keep a run from going silently wrong: an event log whose columns are not mapped the way they look,
 a mapping that leaves every event a non-purchase. Each finding is a warning in the log naming the column or
-key to set; with data.strict=true it stops the run instead (StrictDataError)."""
+key to set; with data.strict=true it stops the run instead (StrictDataError). A data-quality figure over its
+threshold (data.max_*: a wrong column mapping or timestamp unit) always stops it (DataQualityError)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from engine.data.events import CANONICAL, REQUIRED, Columns
+from engine.data.events import CANONICAL, REQUIRED, Columns, EventLogError
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +83,53 @@ def check_purchases(store, purchase_types: list[str], strict: bool = False) -> N
         warn([f"no purchase events: data.purchase_types={list(purchase_types)} matches none of the log's event "
               f"types {types}; set data.purchase_types (and data.return_types) to yours, or every spend, "
               "frequency and forecast is zero"], strict)
+
+
+# the data-quality thresholds (data.<key>): each a share of a file's rows
+QUALITY_LIMITS = ("max_null_share", "max_bad_row_share", "max_future_share", "max_unknown_event_type_share")
+REASON_COLUMN = {"null_customer": "customer_id", "unaddressable_customer": "customer_id",
+                 "null_event_type": "event_type", "null_ts": "ts", "ts_not_finite": "ts", "ts_out_of_range": "ts"}
+
+
+class DataQualityError(EventLogError):
+    """A file's data-quality figure over its threshold (data.max_*): the run stops before training."""
+
+
+def check_quality(quality: dict, limits: dict[str, float], columns: Columns) -> None:
+    """Raise DataQualityError naming the file, the column, the share and the key to raise, for every figure
+    of a file over its threshold. quality: engine.data.quality's to_dict(); limits: QUALITY_LIMITS -> share."""
+    failures = []
+    for entry in quality["files"]:
+        rows = entry["rows_read"]
+        for key, field, n, what, hint in _figures(entry, quality):
+            if n > limits[key] * rows:
+                failures.append(f"{entry['file']}: column '{getattr(columns, field)}': {_share(n / rows)} of rows "
+                                f"({n:,} of {rows:,}) {what}, over data.{key}={limits[key]:g} ({hint}; or raise "
+                                f"data.{key} to accept it)")
+    if failures:
+        raise DataQualityError(" | ".join(failures))
+
+
+def _figures(entry: dict, quality: dict) -> list[tuple[str, str, int, str, str]]:
+    """(threshold key, column, rows, what they are, what to check) of one file's figures."""
+    out = [("max_null_share", field, entry["nulls"][field], "are null or empty",
+            f"is data.columns.{field} the right column?") for field in REQUIRED]
+    dropped = {reason: n for reason, n in entry["dropped"].items() if n}
+    if dropped:
+        worst = REASON_COLUMN[max(dropped, key=dropped.get)]
+        why = ", ".join(f"{n:,} {reason.replace('_', ' ')}" for reason, n in dropped.items())
+        out.append(("max_bad_row_share", worst, sum(dropped.values()), f"are bad rows, dropped: {why}",
+                    f"a wrong timestamp unit or column? expected times from {quality['ts_floor'][:10]} to a day "
+                    "past the run" if worst == "ts" else f"is data.columns.{worst} the right column?"))
+    out.append(("max_future_share", "ts", entry["ts_in_future"], f"are dated after the run started ({quality['run_at']})",
+                "a time zone or clock error? timestamps without a zone are read as UTC"))
+    types = ", ".join(f"'{name}' {n:,}" for name, n in entry["unknown_types"].items())
+    out.append(("max_unknown_event_type_share", "event_type", entry["unknown_event_type"],
+                f"have an event type that is no purchase, return or known type ({types})",
+                "is data.columns.event_type the right column? name your types in data.purchase_types, "
+                "data.return_types or data.known_types"))
+    return out
+
+
+def _share(share: float) -> str:
+    return f"{share:.1%}" if share >= 0.1 else f"{share:.2%}"

@@ -22,7 +22,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from engine.data.quality import LogQuality
 from engine.data.timestamps import UnparseableTimestamps, epoch_seconds
+from engine.data.vocab import rows_where
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +36,12 @@ CANONICAL = REQUIRED + OPTIONAL
 SHOW_ROWS = 5
 STRING = pa.dictionary(pa.int32(), pa.string())  # the type of customer_id and the categorical columns
 NUMBER = pa.float32()  # the type of amount and quantity
-TS_START = 631_152_000  # 1990-01-01T00:00:00Z: an earlier timestamp is a wrong unit or a placeholder
+MIN_YEAR = 1990  # an earlier timestamp is a wrong unit or a placeholder (data.min_year)
 TS_AHEAD = 86_400  # a timestamp more than a day past now is a wrong unit or a broken clock
 MAX_NUMBER = 1e12  # a larger |amount| or |quantity| is corrupt input, not a sale
+# event types that are neither purchases nor returns and still not unknown (data.known_types)
+KNOWN_TYPES = ("view", "page_view", "product_view", "click", "search", "cart", "add_to_cart", "remove_from_cart",
+               "wishlist", "checkout", "visit", "email_open", "email_click")
 
 
 class EventLogError(ValueError):
@@ -60,7 +65,9 @@ class Columns:
 @dataclass
 class EventLogSpec:
     """How to read and validate a log. ``on_bad_rows`` decides rows with a null or empty customer or event
-    type, or a null or out-of-range timestamp."""
+    type, or a null, non-finite or out-of-range timestamp (before ``min_year`` or more than a day past now).
+    ``known_types``: the event types besides purchases and returns that the data-quality report does not
+    count as unknown."""
 
     path: str
     columns: Columns = field(default_factory=Columns)
@@ -68,6 +75,8 @@ class EventLogSpec:
     return_types: list[str] = field(default_factory=lambda: ["return"])
     on_bad_rows: str = "fail"
     dedupe: bool = True
+    min_year: int = MIN_YEAR
+    known_types: list[str] = field(default_factory=lambda: list(KNOWN_TYPES))
 
 
 @dataclass
@@ -80,15 +89,16 @@ class IngestReport:
     dropped_null_ts: int = 0
     duplicates_removed: int = 0
     dropped_null_event_type: int = 0
-    dropped_bad_ts: int = 0  # out of range: before TS_START or more than TS_AHEAD past the read
+    dropped_bad_ts: int = 0  # not finite, or out of range: before min_year or more than TS_AHEAD past the read
     dropped_bad_customer: int = 0  # ids no request could name: longer than MAX_ID_LENGTH or with a control character
+    quality: LogQuality | None = None  # the figures of data_quality.json (engine.data.quality)
 
     def summary(self) -> str:
         return (
             f"{self.rows_read} rows from {len(self.files)} file(s); dropped {self.dropped_null_customer} with "
             f"null customer_id, {self.dropped_null_ts} with null ts, {self.dropped_null_event_type} with null "
-            f"event_type, {self.dropped_bad_ts} with ts out of range, {self.dropped_bad_customer} with an unaddressable "
-            f"customer_id; removed {self.duplicates_removed} duplicates"
+            f"event_type, {self.dropped_bad_ts} with ts out of range or not finite, {self.dropped_bad_customer} "
+            f"with an unaddressable customer_id; removed {self.duplicates_removed} duplicates"
         )
 
 
@@ -258,13 +268,17 @@ def _mask(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False) if len(column) else np.zeros(0, dtype=bool)
 
 
-def _canonical(raw: dict[str, pa.ChunkedArray] | _ParquetColumns, file: str, spec: EventLogSpec, report: IngestReport) -> pa.Table:
+def _canonical(raw: dict[str, pa.ChunkedArray] | _ParquetColumns, file: str, spec: EventLogSpec,
+               report: IngestReport, quality: LogQuality) -> pa.Table:
     """Validate and convert one file's columns, popping each from ``raw`` as it goes (so it is freed); applies
-    the bad-row policy (see _bad_rows) and checks amounts and quantities (see _check_numbers)."""
+    the bad-row policy (see _bad_rows), checks amounts and quantities (see _check_numbers) and counts the
+    file's data-quality figures."""
     source = {f: getattr(spec.columns, f) for f in CANONICAL}
+    absent = [f for f in OPTIONAL if f not in raw]
     n = len(raw["customer_id"])
     report.rows_read += n
-    cols = {"customer_id": _dictionary(raw.pop("customer_id")), "ts": _parse_ts(raw.pop("ts"), file, source["ts"])}
+    cols = {"customer_id": _dictionary(raw.pop("customer_id"))}
+    cols["ts"], not_finite = _timestamps(raw.pop("ts"), file, source["ts"])
     release_arrow_memory()
     for name in CATEGORICAL:
         cols[name] = _dictionary(raw.pop(name)) if name in raw else pa.nulls(n, STRING)
@@ -273,13 +287,26 @@ def _canonical(raw: dict[str, pa.ChunkedArray] | _ParquetColumns, file: str, spe
         release_arrow_memory()
     cols = {k: v if isinstance(v, pa.ChunkedArray) else pa.chunked_array([v]) for k, v in cols.items()}
 
-    bad = _bad_rows(cols, file, spec, source, report)
-    _check_numbers(cols, bad, file, spec, source)
+    quality.begin(report.files.index(file), cols["channel"])
+    bad = _bad_rows(cols, not_finite, file, spec, source, report, quality)
+    quality.count("negative_amount", _check_numbers(cols, bad, file, spec, source))
+    quality.count_file(cols, bad, absent)
     if bad.any():
         keep = pa.array(~bad)
         for name in cols:  # one column at a time, so that only one extra copy is alive
             cols[name] = pc.filter(cols[name], keep)
+    quality.end(cols["customer_id"])
     return pa.table(cols)
+
+
+def _timestamps(column: pa.ChunkedArray, file: str, source: str) -> tuple[pa.ChunkedArray | pa.Array,
+                                                                             np.ndarray | None]:
+    """(ts, not_finite): the column as int64 epoch seconds (see _parse_ts), and bool [n] the numbers that are
+    no time (NaN or infinite, null in ts), or None where none is."""
+    ts = _parse_ts(column, file, source)
+    if ts.null_count == column.null_count:
+        return ts, None
+    return ts, _mask(pc.is_valid(column)) & _mask(pc.is_null(ts))
 
 
 def _blank(column: pa.ChunkedArray) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -287,15 +314,7 @@ def _blank(column: pa.ChunkedArray) -> tuple[np.ndarray | None, np.ndarray | Non
     only whitespace. Only the dictionaries are searched for empty strings, so a column without any (or without
     nulls) costs no pass over its rows."""
     null = _mask(pc.is_null(column)) if column.null_count else None
-    empty, start = None, 0
-    for chunk in column.chunks:
-        blank = pc.equal(pc.utf8_trim_whitespace(chunk.dictionary), "")
-        if pc.any(blank).as_py():
-            codes = pa.array(np.flatnonzero(_mask(pc.fill_null(blank, False))), chunk.indices.type)
-            empty = np.zeros(len(column), bool) if empty is None else empty
-            empty[start : start + len(chunk)] = _mask(pc.fill_null(pc.is_in(chunk.indices, value_set=codes), False))
-        start += len(chunk)
-    return null, empty
+    return null, rows_where(column, lambda words: pc.equal(pc.utf8_trim_whitespace(words), ""))
 
 
 MAX_ID_LENGTH = 1024  # characters: what the service's requests accept as an id
@@ -304,52 +323,58 @@ MAX_ID_LENGTH = 1024  # characters: what the service's requests accept as an id
 def _unaddressable(column: pa.ChunkedArray) -> np.ndarray | None:
     """bool [n]: an id no request could name (longer than MAX_ID_LENGTH characters, or with a control
     character such as a newline); None where none is. Only the dictionaries are searched."""
-    out, start = None, 0
-    for chunk in column.chunks:
-        words = chunk.dictionary
-        bad = pc.or_(pc.greater(pc.utf8_length(words), MAX_ID_LENGTH),
-                     pc.match_substring_regex(words, "[\\x00-\\x1f\\x7f]"))
-        if pc.any(bad).as_py():
-            codes = pa.array(np.flatnonzero(_mask(pc.fill_null(bad, False))), chunk.indices.type)
-            out = np.zeros(len(column), bool) if out is None else out
-            out[start : start + len(chunk)] = _mask(pc.fill_null(pc.is_in(chunk.indices, value_set=codes), False))
-        start += len(chunk)
-    return out
+    return rows_where(column, lambda words: pc.or_(pc.greater(pc.utf8_length(words), MAX_ID_LENGTH),
+                                                   pc.match_substring_regex(words, "[\\x00-\\x1f\\x7f]")))
 
 
-def _ts_out_of_range(ts: pa.ChunkedArray, end: int) -> np.ndarray | None:
-    """bool [n]: a timestamp before TS_START or after ``end`` (null is not out of range); None where none is."""
+def _ts_out_of_range(ts: pa.ChunkedArray, start: int, end: int) -> np.ndarray | None:
+    """bool [n]: a timestamp before ``start`` or after ``end`` (null is not out of range); None where none is."""
     low, high = pc.min_max(ts).values()
-    if low.as_py() is None or (low.as_py() >= TS_START and high.as_py() <= end):
+    if low.as_py() is None or (low.as_py() >= start and high.as_py() <= end):
         return None
-    return _mask(pc.fill_null(pc.or_(pc.less(ts, TS_START), pc.greater(ts, end)), False))
+    return _mask(pc.fill_null(pc.or_(pc.less(ts, start), pc.greater(ts, end)), False))
 
 
-def _bad_rows(cols: dict, file: str, spec: EventLogSpec, source: dict, report: IngestReport) -> np.ndarray:
-    """bool [n]: rows with a null or empty customer or event type, or a null or out-of-range timestamp. With
-    on_bad_rows=fail an EventLogError names the first such column and its rows; with drop they are counted."""
-    end = int(time.time()) + TS_AHEAD
+# (column, data-quality reason, IngestReport counter) of each kind of bad row, in the order they are checked
+BAD_ROWS = (("customer_id", "null_customer", "dropped_null_customer"),
+            ("event_type", "null_event_type", "dropped_null_event_type"),
+            ("ts", "null_ts", "dropped_null_ts"),
+            ("ts", "ts_not_finite", "dropped_bad_ts"),
+            ("ts", "ts_out_of_range", "dropped_bad_ts"),
+            ("customer_id", "unaddressable_customer", "dropped_bad_customer"))
+
+
+def _bad_rows(cols: dict, not_finite: np.ndarray | None, file: str, spec: EventLogSpec, source: dict,
+              report: IngestReport, quality: LogQuality) -> np.ndarray:
+    """bool [n]: rows with a null or empty customer or event type, a null, non-finite (``not_finite``) or
+    out-of-range timestamp, or an id no request could name. With on_bad_rows=fail an EventLogError names the
+    first such column and its rows; with drop they are counted (each row once, for its first reason)."""
+    end = quality.run_at + TS_AHEAD
     customer, event_type = _blank(cols["customer_id"]), _blank(cols["event_type"])
     null_ts = _mask(pc.is_null(cols["ts"])) if cols["ts"].null_count else None
-    checks = [("customer_id", _either(*customer), _blank_word(*customer)),
-              ("event_type", _either(*event_type), _blank_word(*event_type)),
-              ("ts", null_ts, "null"), ("ts", _ts_out_of_range(cols["ts"], end), "out of range"),
-              ("customer_id", _unaddressable(cols["customer_id"]),
-               f"longer than {MAX_ID_LENGTH} characters or with a control character (a newline, a tab)")]
+    for name, mask in (("customer_id", _either(*customer)), ("event_type", _either(*event_type)), ("ts", null_ts)):
+        quality.count(f"null_{name}", mask)
+    if not_finite is not None:
+        null_ts = null_ts & ~not_finite
+    masks = (_either(*customer), _either(*event_type), null_ts, not_finite,
+             _ts_out_of_range(cols["ts"], quality.floor, end), _unaddressable(cols["customer_id"]))
+    words = (_blank_word(*customer), _blank_word(*event_type), "null", "not a finite number (NaN or infinite)",
+             "out of range", f"longer than {MAX_ID_LENGTH} characters or with a control character (a newline, a tab)")
+    expected = ("", "", "", "expected epoch seconds or milliseconds; ",
+                f"expected between {time.strftime('%Y-%m-%d', time.gmtime(quality.floor))} and "
+                f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} UTC, a day past now; ",
+                "no request could name such a customer; ")
     if spec.on_bad_rows != "drop":
-        for name, mask, word in checks:
+        for (name, _, _), mask, word, hint in zip(BAD_ROWS, masks, words, expected, strict=True):
             if mask is not None and mask.any():
-                expected = (f"expected between 1990-01-01 and {time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} "
-                            f"UTC, a day past now; " if word == "out of range" else
-                            "no request could name such a customer; " if name == "customer_id" and "longer" in word
-                            else "")
                 raise EventLogError(f"{file}: column '{source[name]}': {word} in {_rows(mask)} "
-                                    f"({expected}set data.on_bad_rows=drop to drop and count such rows)")
+                                    f"({hint}set data.on_bad_rows=drop to drop and count such rows)")
     bad = np.zeros(len(cols["ts"]), bool)
-    for field_name, (_, mask, _) in zip(("dropped_null_customer", "dropped_null_event_type", "dropped_null_ts",
-                                         "dropped_bad_ts", "dropped_bad_customer"), checks, strict=True):
+    for (_, reason, counter), mask in zip(BAD_ROWS, masks, strict=True):
         if mask is not None:
-            setattr(report, field_name, getattr(report, field_name) + int((mask & ~bad).sum()))
+            first = mask & ~bad
+            setattr(report, counter, getattr(report, counter) + int(first.sum()))
+            quality.count(f"dropped_{reason}", first)
             bad |= mask
     return bad
 
@@ -380,11 +405,13 @@ def _of_types(cols: dict, rows: np.ndarray, types: list[str]) -> np.ndarray:
     return _mask(pc.fill_null(pc.is_in(event_type, value_set=pa.array(types, pa.string())), False))
 
 
-def _check_numbers(cols: dict, bad: np.ndarray, file: str, spec: EventLogSpec, source: dict) -> None:
+def _check_numbers(cols: dict, bad: np.ndarray, file: str, spec: EventLogSpec, source: dict) -> np.ndarray:
     """Raise on an infinite or absurd amount or quantity, a negative amount outside the return types, or a
     negative quantity on a purchase; NaN and null are unknown, and rows about to be dropped (bad) are not
-    checked. (numpy on each chunk: Arrow's min_max on float32 is several times slower than these passes.)"""
+    checked. Returns int64 [m] the rows with a negative amount (returns, all of them).
+    (numpy on each chunk: Arrow's min_max on float32 is several times slower than these passes.)"""
     n = len(bad)
+    negative_amounts = np.zeros(0, dtype=np.int64)
     for name in NUMERIC:
         absurd = _flagged(cols[name], bad, lambda v: np.abs(v) > MAX_NUMBER)  # inf too, NaN not
         if len(absurd):
@@ -393,6 +420,7 @@ def _check_numbers(cols: dict, bad: np.ndarray, file: str, spec: EventLogSpec, s
                 f"{_rows(_at(absurd, n))} (expected a finite {name}, or empty for unknown)")
         negative = _flagged(cols[name], bad, lambda v: v < 0)  # NaN (unknown) is not negative
         if name == "amount":
+            negative_amounts = negative
             wrong = negative[~_of_types(cols, negative, spec.return_types)]
             if len(wrong):
                 raise EventLogError(
@@ -407,6 +435,7 @@ def _check_numbers(cols: dict, bad: np.ndarray, file: str, spec: EventLogSpec, s
                     f"{_rows(_at(wrong, n))} (expected quantity >= 0 when event_type is one of "
                     f"data.purchase_types={list(spec.purchase_types)}; returns may be negative)"
                 )
+    return negative_amounts
 
 
 def read_events(spec: EventLogSpec) -> tuple[pa.Table, IngestReport]:
@@ -414,17 +443,67 @@ def read_events(spec: EventLogSpec) -> tuple[pa.Table, IngestReport]:
 
     Returns (events, report): events is a pyarrow Table with the CANONICAL columns (customer_id and the
     categorical ones dictionary-encoded), in file order; duplicates are not removed here (the store removes
-    them after sorting, where they are adjacent)."""
-    if spec.on_bad_rows not in ("drop", "fail"):
-        raise EventLogError(f"data.on_bad_rows={spec.on_bad_rows!r}: expected 'drop' or 'fail'")
+    them after sorting, where they are adjacent). report.quality holds the data-quality figures so far."""
+    _check_spec(spec)
     files = resolve_files(spec.path)
-    report = IngestReport(files=files)
+    check_id_types(files, spec.columns)
+    floor = int(np.datetime64(f"{spec.min_year:04d}-01-01", "s").astype(np.int64))
+    known = list(spec.purchase_types) + list(spec.return_types) + list(spec.known_types)
+    report = IngestReport(files=files, quality=LogQuality(files, int(time.time()), floor, known))
     tables = []
     for file in files:
-        tables.append(_canonical(_read_file(file, spec), file, spec, report))
+        tables.append(_canonical(_read_file(file, spec), file, spec, report, report.quality))
     events = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    if events.num_rows == 0 and report.rows_read:
+        raise EventLogError(f"{spec.path}: every row is a bad row ({report.summary()}; a wrong column mapping or "
+                            "timestamp unit?)")
     if events.num_rows == 0:
         raise EventLogError(f"{spec.path}: the event log is empty (no rows with a customer and a timestamp)")
     log.info("read %s", report.summary())
     return events, report
 
+
+def _check_spec(spec: EventLogSpec) -> None:
+    """An EventLogError naming the key of a spec that cannot read a log."""
+    if spec.on_bad_rows not in ("drop", "fail"):
+        raise EventLogError(f"data.on_bad_rows={spec.on_bad_rows!r}: expected 'drop' or 'fail'")
+    this_year = time.gmtime().tm_year
+    if not 1 <= spec.min_year <= this_year:
+        raise EventLogError(f"data.min_year={spec.min_year}: expected a year between 1 and {this_year}")
+    fields: dict[str, list[str]] = {}
+    for name in CANONICAL:
+        fields.setdefault(getattr(spec.columns, name), []).append(name)
+    for column, names in fields.items():
+        if len(names) > 1:
+            raise EventLogError(f"data.columns maps the column '{column}' to {' and '.join(names)}; each field needs "
+                                "a column of its own (set one of them to another column)")
+
+
+ID_FIELDS = ("customer_id", "item_id")
+
+
+def check_id_types(files: list[str], columns: Columns) -> None:
+    """An EventLogError when an id column holds numbers in one file and strings in another (or integers and
+    floats): 7, 7.0 and '7' would be three customers. Only the files' schemas are read; CSV ids are text."""
+    seen: dict[str, tuple[str, str, str]] = {}  # field -> (first file, its kind, its type)
+    for file in files if len(files) > 1 else []:
+        is_csv = file.endswith(".csv")
+        try:
+            schema = pacsv.open_csv(file).schema if is_csv else pq.read_schema(file)  # a CSV's header
+        except (pa.ArrowInvalid, OSError):
+            continue  # reading it says what is wrong
+        for name in ID_FIELDS:
+            column = getattr(columns, name)
+            if column not in schema.names:
+                continue
+            type_ = pa.string() if is_csv else schema.field(column).type
+            type_ = type_.value_type if pa.types.is_dictionary(type_) else type_
+            kind = ("string" if _is_string(type_) else "integer" if pa.types.is_integer(type_) else
+                    "float" if pa.types.is_floating(type_) else str(type_))
+            shown = "text (CSV)" if is_csv else str(type_)
+            first = seen.setdefault(name, (file, kind, shown))
+            if first[1] != kind:
+                named = f"column '{column}'" + (f" ({name})" if column != name else "")
+                raise EventLogError(
+                    f"{file}: {named} holds {shown} ids but {first[0]} holds {first[2]} ids: the same id would "
+                    f"be two different ones (7 and '7'); write {name} with one type in every file (e.g. as strings)")

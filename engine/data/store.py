@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.feather as feather
 
 from engine.data.events import CATEGORICAL, NUMERIC, release_arrow_memory
+from engine.data.quality import LogQuality
 from engine.data.sort import sort_events
 from engine.data.vocab import BLOCK, UNKNOWN, DictionaryCodes, encode, vocab_from_counts
 
@@ -188,9 +189,11 @@ def pack(
     dedupe: bool = True,
     min_count: int = 1,
     vocabs: dict[str, list[str]] | None = None,
+    quality: LogQuality | None = None,
 ) -> tuple[SequenceStore, int]:
     """build_store over a dict of canonical columns that it empties as it goes: each Arrow column is freed
-    as soon as its packed array exists, so the peak is about the log plus a few columns."""
+    as soon as its packed array exists, so the peak is about the log plus a few columns. ``quality`` (the
+    read's, engine.data.quality) is given the out-of-order events and duplicates, by file and channel."""
     unsorted: dict[str, np.ndarray] = {}
     new_vocabs: dict[str, list[str]] = {}
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # numpy and arrow release the GIL
@@ -201,22 +204,28 @@ def pack(
             unsorted[name] = _numpy(events.pop(name), dtype)
             release_arrow_memory()
         customer_ids, customer, counts = _customers(events)
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
         order = sort_events(customer, unsorted["ts"])
         del customer
         if len(order) < 2**31:  # half the bytes while the columns are put in order (20M events: 80 MB)
             order = order.astype(np.int32)
+        if quality is not None:
+            quality.sorted_order(order, offsets)
         for name in CATEGORICAL:  # popped: a finished future would keep its result alive
             new_vocabs[name], unsorted[name] = encoding.pop(name).result()
         columns = _in_order(unsorted, ("ts",) + NUMERIC, order, pool)  # 16 bytes per event
         columns.update(_in_order(unsorted, CATEGORICAL, order, pool))  # 16 bytes per event
+        rows = order if quality is not None and len(quality.files) > 1 else None  # each duplicate's file
         del order
     columns = {name: columns[name] for name in FIELDS}
 
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
     removed = 0
+    dup = _duplicates(offsets, columns) if dedupe else None
+    if quality is not None:
+        quality.packed_events(columns["channel"], new_vocabs["channel"], dup, rows)
+    del rows
     if dedupe:
-        dup = _duplicates(offsets, columns)
         removed = int(dup.sum())
         if removed:
             owner = np.searchsorted(offsets, np.flatnonzero(dup), side="right") - 1

@@ -2,7 +2,7 @@
 
 Native Parquet timestamps (any unit, any zone) and dates; ISO 8601 strings with a zone, without one (taken as
 UTC), date-only, with fractional seconds, or a mix; epoch seconds or milliseconds as numbers or as strings
-(CSV). Times are cut to whole seconds.
+(CSV). Times are cut to whole seconds. NaN and infinite numbers come back null (the caller names them).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 SHOW_ROWS = 5
 MAX_SECONDS = 1e11  # a larger epoch number is milliseconds: as seconds it would be after year 5138
+MAX_NUMBER = 1e17  # larger epoch numbers are clipped to it: still out of any range, and castable to int64
 
 
 class UnparseableTimestamps(ValueError):
@@ -62,7 +63,15 @@ def _int64(column: pa.ChunkedArray) -> np.ndarray:
 
 def _epoch(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     """Epoch numbers as int64 seconds, the unit decided per value: milliseconds when too large to be seconds
-    (after year 5138), so a few millisecond values in a column of seconds do not turn it all to 1970."""
+    (after year 5138), so a few millisecond values in a column of seconds do not turn it all to 1970. NaN and
+    infinite numbers are no time: null; a finite one beyond int64 seconds is kept far out of any range."""
+    if pa.types.is_floating(values.type):
+        finite = pc.is_finite(values)
+        if not pc.all(finite).as_py():
+            values = pc.if_else(finite, values, pa.scalar(None, values.type))
+        if (pc.max(pc.abs(values)).as_py() or 0) > MAX_NUMBER:
+            values = pc.max_element_wise(pc.min_element_wise(values, MAX_NUMBER, skip_nulls=False), -MAX_NUMBER,
+                                         skip_nulls=False)
     if (pc.max(pc.abs(values)).as_py() or 0) <= MAX_SECONDS:
         return pc.cast(pc.floor(values) if pa.types.is_floating(values.type) else values, pa.int64())
     values = pc.cast(values, pa.float64())

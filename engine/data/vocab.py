@@ -36,6 +36,22 @@ def encode(values: pa.ChunkedArray | pa.Array, vocab: list[str]) -> np.ndarray:
     return out
 
 
+def rows_where(column: pa.ChunkedArray, test) -> np.ndarray | None:
+    """bool [n]: the rows of a dictionary column whose value passes ``test`` (a string array -> bool array,
+    nulls in it as False); None where none does. Only the dictionaries are tested, so a column whose
+    dictionaries hold no such value costs no pass over its rows."""
+    out, start = None, 0
+    for chunk in column.chunks:
+        hit = pc.fill_null(test(chunk.dictionary), False)
+        if pc.any(hit).as_py():
+            codes = pa.array(np.flatnonzero(hit.to_numpy(zero_copy_only=False)), chunk.indices.type)
+            out = np.zeros(len(column), bool) if out is None else out
+            rows = pc.fill_null(pc.is_in(chunk.indices, value_set=codes), False)
+            out[start : start + len(chunk)] = rows.to_numpy(zero_copy_only=False)
+        start += len(chunk)
+    return out
+
+
 @dataclass
 class DictionaryCodes:
     """A string column as its distinct tokens plus, per chunk, dictionary indices and their token positions;

@@ -59,7 +59,12 @@ def validate_events(events: list[dict], return_types: list[str] = ("return",)) -
                 f"{SOURCE}: field '{name}' is missing in event(s) {missing[:5]} (it is required)"
             )
     try:
-        columns = {"ts": _parse_ts(_column(values["ts"], "ts"), SOURCE, "ts").to_numpy().astype(np.int64)}
+        ts = _parse_ts(_column(values["ts"], "ts"), SOURCE, "ts")
+        if ts.null_count:  # NaN or infinite: no time
+            rows = np.flatnonzero(ts.is_null().to_numpy(zero_copy_only=False))[:5].tolist()
+            raise EventLogError(f"{SOURCE}: field 'ts' is not a finite number in event(s) {rows} (expected ISO "
+                                "8601 or epoch seconds or milliseconds)")
+        columns = {"ts": ts.to_numpy().astype(np.int64)}
         for name in NUMERIC:
             parsed = _numeric(_column(values[name], name), SOURCE, name)
             columns[name] = parsed.to_numpy().astype(np.float64)

@@ -1,7 +1,8 @@
 """A single self-contained HTML report over the segments, for a marketer: each segment's name, description,
 value, forecast and lift against the base; sizes, forecast revenue and gains charts; the hierarchy explained;
-the 2-D projection and the full profile. Figures are inline PNGs (engine.segment.figures), tables escaped
-HTML (engine.segment.tables); no script, no external resource. It fits a 1366x768 screen's width."""
+the 2-D projection, the full profile and the log's data quality. Figures are inline PNGs
+(engine.segment.figures), tables escaped HTML (engine.segment.tables); no script, no external resource. It
+fits a 1366x768 screen's width."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.segment import figures
+from engine.segment.data_quality import data_quality_html
 from engine.segment.describe import descriptions
 from engine.segment.formats import count, percent
 from engine.segment.tables import overview_html, profile_tables_html
@@ -77,13 +79,15 @@ def write_report(
     extra_tables: dict[str, str] | None = None,
     expected_spend: np.ndarray | None = None,
     horizon_days: float | None = None,
+    data_quality: dict | None = None,
 ) -> Path:
     """Write the report HTML atomically (temp file then rename) and return its path.
 
     profiles: the `segment_profiles` table [k], with describe's columns and a description when present (else
     the description is generated here); embeddings: float32 [n, d]; labels: int64 [n]; hierarchy: a
     `Hierarchy`; extra_tables: heading -> pre-rendered (trusted) HTML, appended; expected_spend: float [n],
-    each customer's forecast spend over ``horizon_days`` (the gains curve), or None.
+    each customer's forecast spend over ``horizon_days`` (the gains curve), or None; data_quality: the run's
+    data_quality.json (engine.data.quality), shown as the "Data quality" section, or None.
     """
     path = Path(path)
     labels = np.asarray(labels, dtype=np.int64)
@@ -115,6 +119,8 @@ def write_report(
                                     _hierarchy_note(hierarchy, profiles), note=1),
         "<h2>Segment profiles</h2>" + profile_tables_html(profiles),
     ]
+    if data_quality is not None:
+        sections.append("<h2>Data quality</h2>" + data_quality_html(data_quality))
     for heading, content in (extra_tables or {}).items():
         sections.append(f"<h2>{html.escape(heading)}</h2>{content}")
     page = (

@@ -87,7 +87,7 @@ def _cell(value, fmt: Callable | None) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _table(headers: list[str], rows: list[list[str]], text_columns: set[int]) -> str:
+def table_html(headers: list[str], rows: list[list[str]], text_columns: set[int]) -> str:
     """A <table> of already escaped cells; text columns are left-aligned and wrap."""
     head = "".join(f'<th class="text">{html.escape(h)}</th>' if j in text_columns else f"<th>{html.escape(h)}</th>"
                    for j, h in enumerate(headers))
@@ -126,7 +126,7 @@ def overview_html(profiles: pa.Table, descriptions: list[str], horizon_days: flo
                             (("spend", "spend_lift"), ("frequency", "frequency_lift")) if not missing(p.get(column)))]
         rows.append(row)
     text = {1, len(headers) - 3, len(headers) - 2}
-    return _table(headers, rows, text)
+    return table_html(headers, rows, text)
 
 
 def profile_tables_html(profiles: pa.Table) -> str:
@@ -143,6 +143,6 @@ def profile_tables_html(profiles: pa.Table) -> str:
                 for p in profiles.to_pylist()]
         text = {j for j, (c, _, _) in enumerate(spec) if c in ("top_categories", "top_items", "channel_mix")}
         legend = channel_legend(colors) if any(c == "channel_mix" for c, _, _ in spec) else ""
-        parts.append(f"<h3>{title}</h3>{legend}" + _table([h for _, h, _ in spec], rows, text))
+        parts.append(f"<h3>{title}</h3>{legend}" + table_html([h for _, h, _ in spec], rows, text))
     return "".join(parts)
 

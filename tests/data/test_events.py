@@ -451,3 +451,70 @@ def test_customer_ids_no_request_could_name_are_bad_rows(tmp_path):
     store, report = load_store(EventLogSpec(path=str(path), on_bad_rows="drop"))
     assert store.customer_ids.to_pylist() == ["ok"] and report.dropped_bad_customer == 3
     assert "3 with an unaddressable customer_id" in report.summary()
+
+
+# -- numeric timestamps that are no time, and ids of mixed types across files -----------------------------------
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_float_timestamp_that_is_not_a_number_is_a_bad_row(tmp_path, value):
+    path = write_parquet(tmp_path / "log.parquet", {"customer_id": list("abc"), "ts": [float(T0), value, T0 + 1.0],
+                                                    "event_type": ["view"] * 3})
+    assert error(path) == (f"{path}: column 'ts': not a finite number (NaN or infinite) in row 1 (expected epoch "
+                           f"seconds or milliseconds; set data.on_bad_rows=drop to drop and count such rows)")
+    store, report = load_store(EventLogSpec(path=str(path), on_bad_rows="drop"))
+    assert store.customer_ids.to_pylist() == ["a", "c"] and report.dropped_bad_ts == 1
+    assert report.quality.to_dict()["total"]["dropped"]["ts_not_finite"] == 1
+
+
+def test_csv_inf_timestamp_is_a_bad_row_and_an_absurd_number_out_of_range(tmp_path):
+    path = write_csv(tmp_path / "log.csv", f"customer_id,ts,event_type\na,{T0},view\nb,inf,view\nc,1e300,view\n")
+    assert error(path).startswith(f"{path}: column 'ts': not a finite number (NaN or infinite) in row 1 ")
+    huge = write_parquet(tmp_path / "huge.parquet", {"customer_id": ["a", "b"], "ts": [float(T0), 1e300],
+                                                     "event_type": ["view"] * 2})
+    assert error(huge).startswith(f"{huge}: column 'ts': out of range in row 1 (expected between 1990-01-01 and ")
+
+
+def test_a_float_column_mixing_epoch_seconds_and_milliseconds_is_read_per_value(tmp_path):
+    path = write_parquet(tmp_path / "log.parquet", {"customer_id": list("abc"),
+                                                    "ts": [float(T0), (T0 + 5) * 1000.0 + 250, T0 + 60.5],
+                                                    "event_type": ["view"] * 3})
+    assert read(path)["ts"].to_pylist() == [T0, T0 + 5, T0 + 60]
+
+
+def test_the_earliest_year_is_configurable(tmp_path):
+    path = write_parquet(tmp_path / "log.parquet", {"customer_id": ["a", "b"], "ts": [T0, 820_454_400],  # 1996
+                                                    "event_type": ["view"] * 2})
+    assert read(path)["ts"].to_pylist() == [T0, 820_454_400]
+    assert error(path, min_year=2000).startswith(f"{path}: column 'ts': out of range in row 1 (expected between "
+                                                 "2000-01-01 and ")
+    assert error(path, min_year=0) == f"data.min_year=0: expected a year between 1 and {time.gmtime().tm_year}"
+
+
+@pytest.mark.parametrize("name, first, second, shown", [
+    ("customer_id", [1, 2], ["1", "x"], ("int64", "string")),
+    ("item_id", [7, 8], [7.0, 8.5], ("int64", "double")),
+])
+def test_id_columns_of_mixed_types_across_files_are_rejected(tmp_path, name, first, second, shown):
+    base = {"customer_id": ["a", "b"], "ts": [T0, T0 + 1], "event_type": ["view"] * 2}
+    a = write_parquet(tmp_path / "log" / "a.parquet", {**base, name: first})
+    b = write_parquet(tmp_path / "log" / "b.parquet", {**base, name: second})
+    assert error(tmp_path / "log") == (
+        f"{b}: column '{name}' holds {shown[1]} ids but {a} holds {shown[0]} ids: the same id would be two "
+        f"different ones (7 and '7'); write {name} with one type in every file (e.g. as strings)")
+
+
+def test_integer_ids_in_parquet_and_text_ids_in_csv_are_rejected_naming_both(tmp_path):
+    a = write_csv(tmp_path / "log" / "a.csv", f"user,ts,event_type\n7,{T0},view\n")
+    b = write_parquet(tmp_path / "log" / "b.parquet", {"user": [7], "ts": [T0], "event_type": ["view"]})
+    assert error(tmp_path / "log", columns=Columns(customer_id="user")).startswith(
+        f"{b}: column 'user' (customer_id) holds int64 ids but {a} holds text (CSV) ids: ")
+    same = write_parquet(tmp_path / "same" / "a.parquet", {"customer_id": pa.array([7], pa.int32()), "ts": [T0],
+                                                           "event_type": ["view"]})
+    write_parquet(tmp_path / "same" / "b.parquet", {"customer_id": [8], "ts": [T0], "event_type": ["view"]})
+    assert read(same.parent)["customer_id"].to_pylist() == ["7", "8"]  # int32 and int64: both integers
+
+
+def test_a_column_mapped_to_two_fields_is_rejected(tmp_path):
+    path = write_parquet(tmp_path / "log.parquet", log_columns())
+    assert error(path, columns=Columns(event_type="channel")) == (
+        "data.columns maps the column 'channel' to event_type and channel; each field needs a column of its own "
+        "(set one of them to another column)")

@@ -60,6 +60,7 @@ def measure(path: str, profile: bool) -> dict:
     from engine.data import EventLogSpec, load_store
 
     pa.array([0])  # pyarrow imports pandas on its first conversion: an import, not ingest work
+    import engine.data.store  # noqa: F401  imported by load_store on first use (with torch): not ingest work
     rss_imports = peak_rss_mb()
     profiler = cProfile.Profile() if profile else None
     load = os.getloadavg()[0]

@@ -41,7 +41,7 @@ from engine.bundle.customers import (
     write_files,
 )
 from engine.bundle.ledger import append_erasure, read_erasures
-from engine.bundle.writer import BundleError, recover_swap
+from engine.bundle.writer import BUNDLE_FORMAT, BundleError, recover_swap
 from engine.model.io import MODEL_FILE, load_model
 from engine.segment.hierarchy import Hierarchy
 
@@ -79,6 +79,17 @@ def read_tombstones(directory: Path) -> list[str]:
 def append_tombstone(directory: Path, customer_id: str) -> None:
     """Append {"customer_id", "erased_at"} to tombstones.jsonl and fsync it (and the directory if new)."""
     append_erasure(directory / TOMBSTONES, customer_id)
+
+
+def check_manifest(path: Path, manifest) -> None:
+    """BundleError unless manifest.json is a bundle manifest of the format this engine reads: checked before
+    any other file of the directory is opened."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or "format" not in manifest:
+        raise BundleError(f"{path}: {MANIFEST} is not a bundle manifest (no format or files): not a bundle that "
+                          "train.py wrote")
+    if manifest["format"] != BUNDLE_FORMAT:
+        raise BundleError(f"{path}: {MANIFEST} has bundle format {manifest['format']!r}; this engine reads format "
+                          f"{BUNDLE_FORMAT} (rebuild the bundle with this engine's train.py)")
 
 
 def _tombstone_present(path: Path, ids: set[str]) -> list[str]:
@@ -128,6 +139,7 @@ class Bundle:
         if not path.is_dir():
             raise BundleError(f"{path}: no such bundle directory")
         manifest = read_file(path, MANIFEST, lambda p: json.loads(p.read_text()))
+        check_manifest(path, manifest)
         centroids = read_file(path, CENTROIDS, np.load).astype(np.float32)
         hierarchy = read_file(path, HIERARCHY, lambda p: Hierarchy.from_dict(json.loads(p.read_text())))
         profiles = read_file(path, PROFILES, pq.read_table)

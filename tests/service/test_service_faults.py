@@ -99,3 +99,19 @@ def test_a_swap_aside_without_a_manifest_is_not_taken_for_a_bundle(writable):
     with pytest.raises(Exception, match="no such bundle directory"):
         Bundle.load(writable)
     assert aside.exists()  # the half copy stays where it is for a person to look at
+
+
+def test_a_reload_checks_the_manifest_before_it_opens_anything_else(serve, writable, tmp_path):
+    import json
+
+    for name, manifest, message in (("newer", {"format": 99, "files": {}}, "bundle format 99"),
+                                    ("foreign", {"hello": 1}, "not a bundle manifest"),
+                                    ("list", [1, 2], "not a bundle manifest")):
+        other = shutil.copytree(writable, tmp_path / name)
+        (other / "manifest.json").write_text(json.dumps(manifest))
+        (other / "model.pt").write_bytes(b"not read")
+        with pytest.raises(Exception, match=message):
+            Bundle.load(other)
+    with serve(writable, token=TOKEN) as server, httpx.Client(base_url=server.url) as http:
+        response = http.post("/reload", headers=AUTH, json={"bundle": str(tmp_path / "newer")})
+        assert response.status_code == 409 and "bundle format 99" in response.json()["error"]

@@ -16,6 +16,7 @@ erased rows are removed from it) or already rewritten (then it holds exactly the
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -168,7 +169,14 @@ def sizes_differ(profiles: pa.Table, hierarchy: Hierarchy, segments: pa.Table) -
 def replace_file(path: Path, write) -> None:
     """write(tmp) then fsync and rename over ``path``: readers see the old file or the new one, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
+    try:
+        write(tmp)
+    except (OSError, RuntimeError) as err:  # FAISS reports a full disk as a RuntimeError
+        tmp.unlink(missing_ok=True)  # give back what the partial file took
+        if isinstance(err, OSError):
+            raise
+        full = "No space left" in str(err)
+        raise OSError(errno.ENOSPC if full else errno.EIO, f"could not write {path.name}: {err}") from err
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -115,3 +115,24 @@ def test_a_reload_checks_the_manifest_before_it_opens_anything_else(serve, writa
     with serve(writable, token=TOKEN) as server, httpx.Client(base_url=server.url) as http:
         response = http.post("/reload", headers=AUTH, json={"bundle": str(tmp_path / "newer")})
         assert response.status_code == 409 and "bundle format 99" in response.json()["error"]
+
+
+def test_faiss_reporting_a_full_disk_is_a_full_disk_and_leaves_no_partial_file(writable, monkeypatch):
+    """faiss.write_index raises RuntimeError ("... No space left on device"), not OSError: found on a real
+    30 MB tmpfs filled up, where a reload answered 500."""
+    import faiss
+
+    def full(index, path):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise RuntimeError(f"Error: write error in {path}: 4014 != 98072 (No space left on device)")
+
+    victim = ids_in(writable)[2]
+    ledger_module.Ledger.beside(writable).append(victim)
+    monkeypatch.setattr(faiss, "write_index", full)
+    bundle = Bundle.load(writable, erased=[victim])  # the start-up over a full disk
+    assert victim not in bundle.customers.row
+    assert not list(writable.glob(".*.tmp"))
+    with pytest.raises(OSError) as err:
+        customers_module.replace_file(writable / "index.faiss", lambda tmp: faiss.write_index(None, str(tmp)))
+    assert err.value.errno == errno.ENOSPC

@@ -20,8 +20,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -41,7 +39,7 @@ from engine.bundle.customers import (
     write_files,
 )
 from engine.bundle.ledger import append_erasure, read_erasures
-from engine.bundle.writer import BUNDLE_FORMAT, BundleError, recover_swap
+from engine.bundle.writer import BUNDLE_FORMAT, BundleError, present_ids, recover_swap
 from engine.model.io import MODEL_FILE, load_model
 from engine.segment.hierarchy import Hierarchy
 
@@ -95,10 +93,7 @@ def check_manifest(path: Path, manifest) -> None:
 def _tombstone_present(path: Path, ids: set[str]) -> list[str]:
     """Append a tombstone for each of ``ids`` the bundle still holds (its segments.parquet lists every
     customer) before any file changes; returns them."""
-    if not ids:
-        return []
-    held = read_file(path, SEGMENTS, lambda p: pq.read_table(p, columns=["customer_id"]))["customer_id"]
-    present = sorted(set(pc.filter(held, pc.is_in(held, value_set=pa.array(sorted(ids), pa.string()))).to_pylist()))
+    present = read_file(path, SEGMENTS, lambda p: present_ids(path, ids))
     try:
         for customer_id in present:
             append_tombstone(path, customer_id)

@@ -187,17 +187,22 @@ def held_ids(path: Path) -> pa.Array | None:
     return None
 
 
+def present_ids(path: Path, ids) -> list[str]:
+    """The ones of ``ids`` a bundle directory still holds (see held_ids), sorted."""
+    import pyarrow.compute as pc
+
+    held = held_ids(path) if len(ids) else None
+    if held is None:
+        return []
+    return sorted(set(pc.filter(held, pc.is_in(held, value_set=pa.array(sorted(ids), pa.string()))).to_pylist()))
+
+
 def apply_erasures(path: Path, erased: list[str]) -> int:
     """Drop the ``erased`` customers a bundle directory still holds from every file of it (tombstoned in it
     first, as a served erasure does); returns how many were dropped."""
-    import pyarrow.compute as pc
-
     from engine.bundle.ledger import append_erasure, read_erasures
 
-    held = held_ids(path) if erased else None
-    if held is None:
-        return 0
-    present = sorted(set(pc.filter(held, pc.is_in(held, value_set=pa.array(erased, pa.string()))).to_pylist()))
+    present = present_ids(path, erased)
     if not present:
         return 0
     if (path / "segments.parquet").exists():

@@ -352,11 +352,12 @@ def _bad_rows(cols: dict, not_finite: np.ndarray | None, file: str, spec: EventL
     end = quality.run_at + TS_AHEAD
     customer, event_type = _blank(cols["customer_id"]), _blank(cols["event_type"])
     null_ts = _mask(pc.is_null(cols["ts"])) if cols["ts"].null_count else None
-    for name, mask in (("customer_id", _either(*customer)), ("event_type", _either(*event_type)), ("ts", null_ts)):
+    blank_customer, blank_type = _either(*customer), _either(*event_type)
+    for name, mask in (("customer_id", blank_customer), ("event_type", blank_type), ("ts", null_ts)):
         quality.count(f"null_{name}", mask)
     if not_finite is not None:
         null_ts = null_ts & ~not_finite
-    masks = (_either(*customer), _either(*event_type), null_ts, not_finite,
+    masks = (blank_customer, blank_type, null_ts, not_finite,
              _ts_out_of_range(cols["ts"], quality.floor, end), _unaddressable(cols["customer_id"]))
     words = (_blank_word(*customer), _blank_word(*event_type), "null", "not a finite number (NaN or infinite)",
              "out of range", f"longer than {MAX_ID_LENGTH} characters or with a control character (a newline, a tab)")

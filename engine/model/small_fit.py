@@ -9,7 +9,7 @@ import torch
 
 
 class SmallFit(pl.LightningModule):
-    """Subclasses give ``fitted()`` (the parameters trained) and ``loss(batch, stage)`` (logged as
+    """Subclasses define ``fitted()`` (the parameters trained) and ``loss(batch, stage)`` (logged as
     ``{stage}_{name}``); validation keeps a copy of the parameters at the lowest ``val_{name}``."""
 
     name = "loss"
@@ -18,12 +18,6 @@ class SmallFit(pl.LightningModule):
         super().__init__()
         self.lr, self.weight_decay = lr, weight_decay
         self.best: tuple[float, list[torch.Tensor]] | None = None  # the best validation loss and its weights
-
-    def fitted(self) -> list[torch.nn.Parameter]:
-        raise NotImplementedError
-
-    def loss(self, batch, stage: str) -> torch.Tensor:
-        raise NotImplementedError
 
     def _logged(self, batch, stage: str) -> torch.Tensor:
         loss = self.loss(batch, stage)

@@ -28,8 +28,35 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class SourceSchema:
+    path: str = MISSING
+    name: str | None = None            # default: source<i>
+    format: str = "auto"               # auto (by extension) | parquet | csv
+    columns: dict[str, str] = field(default_factory=dict)  # field -> column; fields not given: data.columns
+    event_types: dict[str, str] = field(default_factory=dict)  # its names -> canonical, e.g. {order: purchase}
+    channel: str | None = None         # the channel of its rows without one
+    timezone: str | None = None        # of its timestamps without a zone; null: UTC
+    map_ids: bool = False              # its customer column holds keys that data.id_map maps
+
+
+@dataclass
+class IdMapSchema:
+    path: str | None = None            # Parquet/CSV: key -> customer_id (null: no id map)
+    key: str = "source_key"
+    customer_id: str = "customer_id"
+    source: str | None = None          # a column naming the source each row is for (null: every mapped source)
+    unmapped: str = "drop"             # drop | keep (as the customer '<source>:<key>')
+
+
+@dataclass
 class DataSchema:
     path: str | None = None
+    sources: list[SourceSchema] = field(default_factory=list)
+    id_map: IdMapSchema = field(default_factory=IdMapSchema)
+    format: str = "auto"
+    event_types: dict[str, str] = field(default_factory=dict)
+    channel: str | None = None
+    timezone: str | None = None
     columns: Columns = field(default_factory=Columns)
     purchase_types: list[str] = field(default_factory=lambda: ["purchase"])
     return_types: list[str] = field(default_factory=lambda: ["return"])
@@ -44,6 +71,7 @@ class DataSchema:
     max_bad_row_share: float = 0.01
     max_future_share: float = 0.01
     max_unknown_event_type_share: float = 0.9
+    max_unmapped_share: float = 0.5
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -269,6 +297,28 @@ def _check_type(key: str, value, annotation) -> None:
         raise ConfigError(f"{key}={value!r}: expected {noun}")
 
 
+def _check_sources(d: DictConfig) -> None:
+    """data.sources, data.format and data.id_map: values a read would refuse, refused before any work."""
+    if d.path and d.sources:
+        raise ConfigError(f"data.path={d.path} and data.sources are both set: give one log as data.path, or every "
+                          "source (that one included) in data.sources")
+    formats = ("auto", "parquet", "csv")
+    if d.format not in formats:
+        raise ConfigError(f"data.format={d.format!r}: expected one of {list(formats)}")
+    if d.id_map.unmapped not in ("drop", "keep"):
+        raise ConfigError(f"data.id_map.unmapped={d.id_map.unmapped!r}: expected 'drop' or 'keep'")
+    fields = list(Columns.__dataclass_fields__)
+    for i, source in enumerate(d.sources):
+        if source.format not in formats:
+            raise ConfigError(f"data.sources[{i}].format={source.format!r}: expected one of {list(formats)}")
+        unknown = sorted(set(source.columns) - set(fields))
+        if unknown:
+            raise ConfigError(f"data.sources[{i}].columns.{unknown[0]}: no such field (expected {fields})")
+        if source.map_ids and not d.id_map.path:
+            raise ConfigError(f"data.sources[{i}].map_ids=true needs data.id_map.path (the table of its keys -> "
+                              "customer_id)")
+
+
 def validate(cfg: DictConfig) -> None:
     """Fail before any work, naming the key, when the config cannot run."""
     if cfg.stage not in STAGES:
@@ -281,6 +331,7 @@ def validate(cfg: DictConfig) -> None:
     this_year = time.gmtime().tm_year
     if not 1 <= cfg.data.min_year <= this_year:
         raise ConfigError(f"data.min_year={cfg.data.min_year}: expected a year between 1 and {this_year}")
+    _check_sources(cfg.data)
     k = cfg.segment.k
     if not (k == "auto" or (isinstance(k, int) and k >= 1)):
         raise ConfigError(f"segment.k={k!r}: expected a positive integer or 'auto'")

@@ -24,9 +24,10 @@ from engine.bundle.ledger import Ledger
 from engine.bundle.writer import BundleError, BundleWriter, apply_erasures, embeddings_table, read_embeddings
 from engine.data import Columns, EventLogSpec, SequenceStore, load_store
 from engine.data.checks import QUALITY_LIMITS, check_columns, check_purchases, check_quality
-from engine.data.events import resolve_files
+from engine.data.events import CANONICAL, Source, resolve_files
 from engine.data.memory import release_freed_memory
 from engine.data.quality import summary as quality_summary
+from engine.data.sources import IdMap
 from engine.data.summary import customer_summary
 from engine.embed.writer import embed_base, forecast_table
 from engine.evaluate import evaluate_run, markdown_to_html
@@ -110,17 +111,35 @@ def fingerprint(files: list[str]) -> str:
     return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
 
 
+def event_log_spec(cfg: DictConfig) -> EventLogSpec:
+    """How to read the run's log: data.path (or the generated default), or data.sources and data.id_map."""
+    d = cfg.data
+    columns = Columns(**d.columns)
+    sources = []
+    for i, entry in enumerate(d.sources):
+        unknown = sorted(set(entry.columns) - set(CANONICAL))
+        if unknown:
+            raise ValueError(f"data.sources[{i}].columns: no field {unknown[0]!r} (expected fields of {list(CANONICAL)})")
+        sources.append(Source(str(entry.path), entry.name or f"source{i}", Columns(**{**d.columns, **entry.columns}),
+                              entry.format, dict(entry.event_types), entry.channel, entry.timezone, entry.map_ids))
+    ids = d.id_map
+    id_map = IdMap(str(ids.path), ids.key, ids.customer_id, ids.source, ids.unmapped) if ids.path else None
+    return EventLogSpec(None if sources and not d.path else events_path(cfg), columns, list(d.purchase_types),
+                        list(d.return_types), d.on_bad_rows, d.dedupe, d.min_year, list(d.known_types),
+                        dict(d.event_types), d.channel, d.timezone, d.format, sources, id_map)
+
+
 def load_data(cfg: DictConfig, vocabs: dict | None = None) -> Data:
     """Read, validate and pack the event log, and stop on a data-quality figure over its threshold; with
     data.cutoff, keep only the history before it."""
     d = cfg.data
-    spec = EventLogSpec(events_path(cfg), Columns(**d.columns), list(d.purchase_types), list(d.return_types),
-                        d.on_bad_rows, d.dedupe, d.min_year, list(d.known_types))
-    check_columns(resolve_files(spec.path), spec.columns, d.strict)
+    spec = event_log_spec(cfg)
+    for source in spec.all_sources():
+        check_columns(resolve_files(source.path, source.format), source.columns, d.strict)
     store, report = load_store(spec, min_count=d.min_count, vocabs=vocabs)
     quality = {**report.quality.to_dict(), "thresholds": {key: d[key] for key in QUALITY_LIMITS}}
     log.info("data quality: %s (data_quality.json)", quality_summary(quality))
-    check_quality(quality, quality["thresholds"], spec.columns)
+    check_quality(quality, quality["thresholds"], {s.name: s.columns for s in spec.all_sources()})
     check_purchases(store, spec.purchase_types, d.strict)
     erased = erased_ids(cfg)
     if erased:
@@ -134,12 +153,13 @@ def load_data(cfg: DictConfig, vocabs: dict | None = None) -> Data:
         history = store.before(cutoff)
         rows = np.flatnonzero(history.lengths() > 0)
         if len(rows) == 0:
-            raise ValueError(f"data.cutoff={d.cutoff}: no events before the cutoff in {spec.path}")
+            raise ValueError(f"data.cutoff={d.cutoff}: no events before the cutoff in {spec.where}")
         store, future = history.take(rows), store.after(cutoff).take(rows)
     as_of = cutoff if cutoff is not None else store.time_range()[1] + 1
     log.info("%s -> %d customers, %d events", report.summary(), store.n_customers, store.n_events)
     release_freed_memory()
-    info = {"path": spec.path, "files": report.files, "fingerprint": fingerprint(report.files),
+    inputs = report.files + ([spec.id_map.path] if spec.id_map is not None else [])
+    info = {"path": spec.where, "files": report.files, "fingerprint": fingerprint(inputs),
             "rows_read": report.rows_read, "dropped_null_customer": report.dropped_null_customer,
             "dropped_null_ts": report.dropped_null_ts, "dropped_null_event_type": report.dropped_null_event_type,
             "dropped_bad_ts": report.dropped_bad_ts, "dropped_bad_customer": report.dropped_bad_customer,

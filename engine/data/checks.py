@@ -86,24 +86,28 @@ def check_purchases(store, purchase_types: list[str], strict: bool = False) -> N
 
 
 # the data-quality thresholds (data.<key>): each a share of a file's rows
-QUALITY_LIMITS = ("max_null_share", "max_bad_row_share", "max_future_share", "max_unknown_event_type_share")
+QUALITY_LIMITS = ("max_null_share", "max_bad_row_share", "max_future_share", "max_unknown_event_type_share",
+                  "max_unmapped_share")
 REASON_COLUMN = {"null_customer": "customer_id", "unaddressable_customer": "customer_id",
                  "null_event_type": "event_type", "null_ts": "ts", "ts_not_finite": "ts", "ts_out_of_range": "ts"}
+UNMAPPED = ("unmapped_customer", "conflicting_customer")  # the id map's drops: judged by max_unmapped_share
 
 
 class DataQualityError(EventLogError):
     """A file's data-quality figure over its threshold (data.max_*): the run stops before training."""
 
 
-def check_quality(quality: dict, limits: dict[str, float], columns: Columns) -> None:
+def check_quality(quality: dict, limits: dict[str, float], columns: Columns | dict[str, Columns]) -> None:
     """Raise DataQualityError naming the file, the column, the share and the key to raise, for every figure
-    of a file over its threshold. quality: engine.data.quality's to_dict(); limits: QUALITY_LIMITS -> share."""
+    of a file over its threshold. quality: engine.data.quality's to_dict(); limits: QUALITY_LIMITS -> share;
+    columns: the log's column mapping, or each source's by name."""
     failures = []
     for entry in quality["files"]:
         rows = entry["rows_read"]
+        mapping = columns.get(entry.get("source"), Columns()) if isinstance(columns, dict) else columns
         for key, field, n, what, hint in _figures(entry, quality):
             if n > limits[key] * rows:
-                failures.append(f"{entry['file']}: column '{getattr(columns, field)}': {_share(n / rows)} of rows "
+                failures.append(f"{entry['file']}: column '{getattr(mapping, field)}': {_share(n / rows)} of rows "
                                 f"({n:,} of {rows:,}) {what}, over data.{key}={limits[key]:g} ({hint}; or raise "
                                 f"data.{key} to accept it)")
     if failures:
@@ -114,7 +118,12 @@ def _figures(entry: dict, quality: dict) -> list[tuple[str, str, int, str, str]]
     """(threshold key, column, rows, what they are, what to check) of one file's figures."""
     out = [("max_null_share", field, entry["nulls"][field], "are null or empty",
             f"is data.columns.{field} the right column?") for field in REQUIRED]
-    dropped = {reason: n for reason, n in entry["dropped"].items() if n}
+    dropped = {reason: n for reason, n in entry["dropped"].items() if n and reason not in UNMAPPED}
+    unmapped, conflicting = (entry["dropped"].get(reason, 0) for reason in UNMAPPED)
+    if unmapped or conflicting:
+        out.append(("max_unmapped_share", "customer_id", unmapped + conflicting,
+                    f"have a key the id map lacks ({unmapped:,}) or maps to several customers ({conflicting:,}), "
+                    "dropped", "is data.id_map the table of this source's keys, and data.id_map.key its key column?"))
     if dropped:
         worst = REASON_COLUMN[max(dropped, key=dropped.get)]
         why = ", ".join(f"{n:,} {reason.replace('_', ' ')}" for reason, n in dropped.items())

@@ -23,6 +23,17 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from engine.data.quality import LogQuality
+from engine.data.sources import (
+    FORMATS,
+    IdMap,
+    KeyMap,
+    SourceError,
+    check_timezone,
+    event_type_map,
+    key_map,
+    read_id_map,
+    translate,
+)
 from engine.data.timestamps import UnparseableTimestamps, epoch_seconds
 from engine.data.vocab import rows_where
 
@@ -63,13 +74,35 @@ class Columns:
 
 
 @dataclass
+class Source:
+    """One source of the log: its path (a file, a directory or a glob) and how to read it. ``format``: auto
+    (by extension), parquet or csv; ``event_types``: its names -> canonical ones (e.g. {order: purchase});
+    ``channel``: the channel of its rows that have none; ``timezone``: the zone of its timestamps that carry
+    none (ISO strings without an offset, naive Parquet timestamps, dates; epoch numbers are UTC by definition);
+    ``map_ids``: its customer column holds keys that the spec's id map turns into customer ids."""
+
+    path: str
+    name: str = "events"
+    columns: Columns = field(default_factory=Columns)
+    format: str = "auto"
+    event_types: dict[str, str] = field(default_factory=dict)
+    channel: str | None = None
+    timezone: str | None = None
+    map_ids: bool = False
+
+
+@dataclass
 class EventLogSpec:
     """How to read and validate a log. ``on_bad_rows`` decides rows with a null or empty customer or event
     type, or a null, non-finite or out-of-range timestamp (before ``min_year`` or more than a day past now).
     ``known_types``: the event types besides purchases and returns that the data-quality report does not
-    count as unknown."""
+    count as unknown.
 
-    path: str
+    One source is ``path`` read with ``columns``, ``event_types``, ``channel``, ``timezone`` and ``format``;
+    several are ``sources`` (``path`` is then None), merged into one log, with ``id_map`` for the keys of
+    those with map_ids."""
+
+    path: str | None
     columns: Columns = field(default_factory=Columns)
     purchase_types: list[str] = field(default_factory=lambda: ["purchase"])
     return_types: list[str] = field(default_factory=lambda: ["return"])
@@ -77,6 +110,24 @@ class EventLogSpec:
     dedupe: bool = True
     min_year: int = MIN_YEAR
     known_types: list[str] = field(default_factory=lambda: list(KNOWN_TYPES))
+    event_types: dict[str, str] = field(default_factory=dict)
+    channel: str | None = None
+    timezone: str | None = None
+    format: str = "auto"
+    sources: list[Source] = field(default_factory=list)
+    id_map: IdMap | None = None
+
+    def all_sources(self) -> list[Source]:
+        """``sources``, or the one source of ``path``."""
+        if self.sources:
+            return list(self.sources)
+        return [Source(str(self.path), "events", self.columns, self.format, dict(self.event_types), self.channel,
+                       self.timezone)]
+
+    @property
+    def where(self) -> str:
+        """The log's name in messages: its path, or its sources' paths."""
+        return str(self.path) if not self.sources else ", ".join(s.path for s in self.sources)
 
 
 @dataclass
@@ -91,6 +142,8 @@ class IngestReport:
     dropped_null_event_type: int = 0
     dropped_bad_ts: int = 0  # not finite, or out of range: before min_year or more than TS_AHEAD past the read
     dropped_bad_customer: int = 0  # ids no request could name: longer than MAX_ID_LENGTH or with a control character
+    dropped_unmapped_customer: int = 0  # keys of a map_ids source that the id map lacks (unmapped=drop)
+    dropped_conflicting_customer: int = 0  # keys the id map maps to several customers
     quality: LogQuality | None = None  # the figures of data_quality.json (engine.data.quality)
 
     def summary(self) -> str:
@@ -99,14 +152,21 @@ class IngestReport:
             f"null customer_id, {self.dropped_null_ts} with null ts, {self.dropped_null_event_type} with null "
             f"event_type, {self.dropped_bad_ts} with ts out of range or not finite, {self.dropped_bad_customer} "
             f"with an unaddressable customer_id; removed {self.duplicates_removed} duplicates"
+            + (f"; dropped {self.dropped_unmapped_customer} with a key the id map lacks and "
+               f"{self.dropped_conflicting_customer} with a key it maps to several customers"
+               if self.dropped_unmapped_customer or self.dropped_conflicting_customer else "")
         )
 
 
-def resolve_files(path: str | os.PathLike) -> list[str]:
-    """A file, a directory (its *.parquet and *.csv files) or a glob, as a sorted list of files."""
+EXTENSIONS = {"auto": ("parquet", "pq", "csv"), "parquet": ("parquet", "pq"), "csv": ("csv",)}
+
+
+def resolve_files(path: str | os.PathLike, format: str = "auto") -> list[str]:
+    """A file, a directory (its *.parquet and *.csv files; with ``format``, those of that format) or a glob,
+    as a sorted list of files."""
     path = str(path)
     if os.path.isdir(path):
-        files = sorted(p for ext in ("parquet", "pq", "csv") for p in glob.glob(os.path.join(path, f"*.{ext}")))
+        files = sorted(p for ext in EXTENSIONS[format] for p in glob.glob(os.path.join(path, f"*.{ext}")))
     elif any(ch in path for ch in "*?["):
         files = sorted(p for p in glob.glob(path) if os.path.isfile(p))
     elif os.path.isfile(path):
@@ -138,17 +198,23 @@ def _rows(mask: np.ndarray) -> str:
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
 
 
-def _read_file(file: str, spec: EventLogSpec) -> dict[str, pa.ChunkedArray] | _ParquetColumns:
+def is_csv(file: str, format: str = "auto") -> bool:
+    """Whether ``file`` is read as CSV: by ``format``, or by its extension when that is auto."""
+    return format == "csv" or (format == "auto" and file.endswith(".csv"))
+
+
+def _read_file(file: str, source: Source) -> dict[str, pa.ChunkedArray] | _ParquetColumns:
     """One file's columns by canonical name (absent optional ones left out); a Parquet file's are read one at
     a time, as they are popped.
 
     Parquet string columns are read dictionary-encoded, so that repeated ids are never materialised."""
-    names = {getattr(spec.columns, f): f for f in CANONICAL}
-    is_csv = file.endswith(".csv")
+    columns = source.columns
+    names = {getattr(columns, f): f for f in CANONICAL}
+    csv = is_csv(file, source.format)
     try:
-        if is_csv:
+        if csv:
             # ids stay strings ('007' is not 7), timestamps are parsed by _parse_ts
-            text = [spec.columns.ts, spec.columns.customer_id] + [getattr(spec.columns, f) for f in CATEGORICAL]
+            text = [columns.ts, columns.customer_id] + [getattr(columns, f) for f in CATEGORICAL]
             opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in text}, strings_can_be_null=True)
             table = pacsv.read_csv(file, convert_options=opts)
             found = table.column_names
@@ -156,14 +222,14 @@ def _read_file(file: str, spec: EventLogSpec) -> dict[str, pa.ChunkedArray] | _P
             schema = pq.read_schema(file)
             found = schema.names
     except (pa.ArrowInvalid, OSError) as err:
-        raise EventLogError(f"{file}: cannot read as {'CSV' if is_csv else 'Parquet'}: {err}") from err
-    missing = [getattr(spec.columns, f) for f in REQUIRED if getattr(spec.columns, f) not in found]
+        raise EventLogError(f"{file}: cannot read as {'CSV' if csv else 'Parquet'}: {err}") from err
+    missing = [getattr(columns, f) for f in REQUIRED if getattr(columns, f) not in found]
     if missing:
         raise EventLogError(
             f"{file}: missing required column(s) {missing} (found {found}; "
             f"map your names with data.columns.<field>=<your column>)"
         )
-    if not is_csv:
+    if not csv:
         wanted = {names[c]: c for c in found if c in names}
         return _ParquetColumns(file, wanted, {c for c in wanted.values() if names[c] != "ts"
                                               and _is_string(schema.field(c).type)})
@@ -231,10 +297,12 @@ def _dictionary(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.dictionary_encode(column if _is_string(column.type) else pc.cast(column, pa.string()))
 
 
-def _parse_ts(column: pa.ChunkedArray, file: str, source: str) -> pa.ChunkedArray | pa.Array:
-    """The timestamp column as int64 epoch seconds; an EventLogError naming the rows that do not parse."""
+def _parse_ts(column: pa.ChunkedArray, file: str, source: str, timezone: str | None = None
+              ) -> pa.ChunkedArray | pa.Array:
+    """The timestamp column as int64 epoch seconds (times without a zone in ``timezone``, UTC when None); an
+    EventLogError naming the rows that do not parse."""
     try:
-        return epoch_seconds(column)
+        return epoch_seconds(column, timezone)
     except UnparseableTimestamps as err:
         shown = ", ".join(f"row {r}: {v!r}" for r, v in err.rows[:SHOW_ROWS])
         raise EventLogError(
@@ -269,16 +337,22 @@ def _mask(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def _canonical(raw: dict[str, pa.ChunkedArray] | _ParquetColumns, file: str, spec: EventLogSpec,
-               report: IngestReport, quality: LogQuality) -> pa.Table:
-    """Validate and convert one file's columns, popping each from ``raw`` as it goes (so it is freed); applies
-    the bad-row policy (see _bad_rows), checks amounts and quantities (see _check_numbers) and counts the
-    file's data-quality figures."""
-    source = {f: getattr(spec.columns, f) for f in CANONICAL}
+               report: IngestReport, quality: LogQuality, src: Source | None = None,
+               keys: KeyMap | None = None) -> pa.Table:
+    """Validate and convert one file (of source ``src``) to canonical columns, popping each from ``raw`` as it
+    goes (so it is freed): maps its customer keys through ``keys`` and its event types and channel as the
+    source says, applies the bad-row policy (see _bad_rows), checks amounts and quantities (see
+    _check_numbers) and counts the file's data-quality figures."""
+    src = src or spec.all_sources()[0]
+    source = {f: getattr(src.columns, f) for f in CANONICAL}
     absent = [f for f in OPTIONAL if f not in raw]
     n = len(raw["customer_id"])
     report.rows_read += n
     cols = {"customer_id": _dictionary(raw.pop("customer_id"))}
-    cols["ts"], not_finite = _timestamps(raw.pop("ts"), file, source["ts"])
+    unmapped = conflicting = None
+    if keys is not None:
+        cols["customer_id"], unmapped, conflicting = keys.apply(cols["customer_id"])
+    cols["ts"], not_finite = _timestamps(raw.pop("ts"), file, source["ts"], src.timezone)
     release_arrow_memory()
     for name in CATEGORICAL:
         cols[name] = _dictionary(raw.pop(name)) if name in raw else pa.nulls(n, STRING)
@@ -286,9 +360,13 @@ def _canonical(raw: dict[str, pa.ChunkedArray] | _ParquetColumns, file: str, spe
         cols[name] = _numeric(raw.pop(name), file, source[name]) if name in raw else pa.nulls(n, NUMBER)
         release_arrow_memory()
     cols = {k: v if isinstance(v, pa.ChunkedArray) else pa.chunked_array([v]) for k, v in cols.items()}
+    if src.event_types:
+        cols["event_type"] = translate(cols["event_type"], *event_type_map(src.event_types, "data"))
+    if src.channel is not None:
+        cols["channel"] = _fill(cols["channel"], str(src.channel))
 
     quality.begin(report.files.index(file), cols["channel"])
-    bad = _bad_rows(cols, not_finite, file, spec, source, report, quality)
+    bad = _bad_rows(cols, not_finite, file, spec, source, report, quality, unmapped, conflicting)
     quality.count("negative_amount", _check_numbers(cols, bad, file, spec, source))
     quality.count_file(cols, bad, absent)
     if bad.any():
@@ -299,11 +377,21 @@ def _canonical(raw: dict[str, pa.ChunkedArray] | _ParquetColumns, file: str, spe
     return pa.table(cols)
 
 
-def _timestamps(column: pa.ChunkedArray, file: str, source: str) -> tuple[pa.ChunkedArray | pa.Array,
-                                                                             np.ndarray | None]:
+def _fill(column: pa.ChunkedArray, value: str) -> pa.ChunkedArray:
+    """A dictionary column with its nulls set to ``value`` (each chunk's dictionary gets it appended)."""
+    chunks = []
+    for chunk in column.chunks if len(column) else []:
+        words = pa.concat_arrays([chunk.dictionary.cast(pa.string()), pa.array([value], pa.string())])
+        indices = pc.fill_null(chunk.indices, pa.scalar(len(words) - 1, chunk.indices.type))
+        chunks.append(pa.DictionaryArray.from_arrays(indices, words))
+    return pa.chunked_array(chunks, STRING) if chunks else column
+
+
+def _timestamps(column: pa.ChunkedArray, file: str, source: str, timezone: str | None = None
+                ) -> tuple[pa.ChunkedArray | pa.Array, np.ndarray | None]:
     """(ts, not_finite): the column as int64 epoch seconds (see _parse_ts), and bool [n] the numbers that are
     no time (NaN or infinite, null in ts), or None where none is."""
-    ts = _parse_ts(column, file, source)
+    ts = _parse_ts(column, file, source, timezone)
     if ts.null_count == column.null_count:
         return ts, None
     return ts, _mask(pc.is_valid(column)) & _mask(pc.is_null(ts))
@@ -342,13 +430,19 @@ BAD_ROWS = (("customer_id", "null_customer", "dropped_null_customer"),
             ("ts", "ts_not_finite", "dropped_bad_ts"),
             ("ts", "ts_out_of_range", "dropped_bad_ts"),
             ("customer_id", "unaddressable_customer", "dropped_bad_customer"))
+UNMAPPED_ROWS = (("customer_id", "unmapped_customer", "dropped_unmapped_customer"),
+                 ("customer_id", "conflicting_customer", "dropped_conflicting_customer"))
 
 
 def _bad_rows(cols: dict, not_finite: np.ndarray | None, file: str, spec: EventLogSpec, source: dict,
-              report: IngestReport, quality: LogQuality) -> np.ndarray:
+              report: IngestReport, quality: LogQuality, unmapped: np.ndarray | None = None,
+              conflicting: np.ndarray | None = None) -> np.ndarray:
     """bool [n]: rows with a null or empty customer or event type, a null, non-finite (``not_finite``) or
     out-of-range timestamp, or an id no request could name. With on_bad_rows=fail an EventLogError names the
-    first such column and its rows; with drop they are counted (each row once, for its first reason)."""
+    first such column and its rows; with drop they are counted (each row once, for its first reason).
+    The rows whose key the id map lacks (``unmapped``) or maps to several customers (``conflicting``) are
+    dropped and counted whatever on_bad_rows says: they are the map's policy, not bad input (the
+    data.max_unmapped_share threshold judges them)."""
     end = quality.run_at + TS_AHEAD
     customer, event_type = _blank(cols["customer_id"]), _blank(cols["event_type"])
     null_ts = _mask(pc.is_null(cols["ts"])) if cols["ts"].null_count else None
@@ -371,7 +465,7 @@ def _bad_rows(cols: dict, not_finite: np.ndarray | None, file: str, spec: EventL
                 raise EventLogError(f"{file}: column '{source[name]}': {word} in {_rows(mask)} "
                                     f"({hint}set data.on_bad_rows=drop to drop and count such rows)")
     bad = np.zeros(len(cols["ts"]), bool)
-    for (_, reason, counter), mask in zip(BAD_ROWS, masks, strict=True):
+    for (_, reason, counter), mask in zip(BAD_ROWS + UNMAPPED_ROWS, masks + (unmapped, conflicting), strict=True):
         if mask is not None:
             first = mask & ~bad
             setattr(report, counter, getattr(report, counter) + int(first.sum()))
@@ -445,63 +539,100 @@ def read_events(spec: EventLogSpec) -> tuple[pa.Table, IngestReport]:
     Returns (events, report): events is a pyarrow Table with the CANONICAL columns (customer_id and the
     categorical ones dictionary-encoded), in file order; duplicates are not removed here (the store removes
     them after sorting, where they are adjacent). report.quality holds the data-quality figures so far."""
-    _check_spec(spec)
-    files = resolve_files(spec.path)
-    check_id_types(files, spec.columns)
+    sources = _check_spec(spec)
+    per_source = [resolve_files(s.path, s.format) for s in sources]
+    files = [file for found in per_source for file in found]
+    if len(set(files)) < len(files):
+        twice = sorted({f for f in files if files.count(f) > 1})
+        raise EventLogError(f"{twice[0]}: read by more than one of data.sources (each file belongs to one source)")
+    names = [s.name for s, found in zip(sources, per_source, strict=True) for _ in found]
+    check_id_types([(f, s) for s, found in zip(sources, per_source, strict=True) for f in found])
+    try:
+        ids = read_id_map(spec.id_map) if spec.id_map is not None and any(s.map_ids for s in sources) else None
+    except SourceError as err:
+        raise EventLogError(str(err)) from None
     floor = int(np.datetime64(f"{spec.min_year:04d}-01-01", "s").astype(np.int64))
     known = list(spec.purchase_types) + list(spec.return_types) + list(spec.known_types)
-    report = IngestReport(files=files, quality=LogQuality(files, int(time.time()), floor, known))
+    report = IngestReport(files=files, quality=LogQuality(files, int(time.time()), floor, known, names))
     tables = []
-    for file in files:
-        tables.append(_canonical(_read_file(file, spec), file, spec, report, report.quality))
+    for source, found in zip(sources, per_source, strict=True):
+        keys = key_map(ids, source.name, spec.id_map.unmapped) if source.map_ids else None
+        for file in found:
+            tables.append(_canonical(_read_file(file, source), file, spec, report, report.quality, source, keys))
     events = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     if events.num_rows == 0 and report.rows_read:
-        raise EventLogError(f"{spec.path}: every row is a bad row ({report.summary()}; a wrong column mapping or "
+        raise EventLogError(f"{spec.where}: every row is a bad row ({report.summary()}; a wrong column mapping or "
                             "timestamp unit?)")
     if events.num_rows == 0:
-        raise EventLogError(f"{spec.path}: the event log is empty (no rows with a customer and a timestamp)")
+        raise EventLogError(f"{spec.where}: the event log is empty (no rows with a customer and a timestamp)")
     log.info("read %s", report.summary())
     return events, report
 
 
-def _check_spec(spec: EventLogSpec) -> None:
-    """An EventLogError naming the key of a spec that cannot read a log."""
+def _check_spec(spec: EventLogSpec) -> list[Source]:
+    """The spec's sources; an EventLogError naming the key of a spec that cannot read a log."""
     if spec.on_bad_rows not in ("drop", "fail"):
         raise EventLogError(f"data.on_bad_rows={spec.on_bad_rows!r}: expected 'drop' or 'fail'")
     this_year = time.gmtime().tm_year
     if not 1 <= spec.min_year <= this_year:
         raise EventLogError(f"data.min_year={spec.min_year}: expected a year between 1 and {this_year}")
-    fields: dict[str, list[str]] = {}
-    for name in CANONICAL:
-        fields.setdefault(getattr(spec.columns, name), []).append(name)
-    for column, names in fields.items():
-        if len(names) > 1:
-            raise EventLogError(f"data.columns maps the column '{column}' to {' and '.join(names)}; each field needs "
-                                "a column of its own (set one of them to another column)")
+    if spec.sources and spec.path:
+        raise EventLogError(f"data.path={spec.path} and data.sources are both set: give one log as data.path, or "
+                            "every source (that one included) in data.sources")
+    sources = spec.all_sources()
+    names = [s.name for s in sources]
+    for i, source in enumerate(sources):
+        where = f"data.sources[{i}]" if spec.sources else "data"
+        if not source.path:
+            raise EventLogError(f"{where}.path: expected a file, directory or glob")
+        if names.index(source.name) != i:
+            raise EventLogError(f"{where}.name={source.name!r}: two sources have this name; give each its own")
+        if source.format not in FORMATS:
+            raise EventLogError(f"{where}.format={source.format!r}: expected one of {list(FORMATS)}")
+        if source.map_ids and spec.id_map is None:
+            raise EventLogError(f"{where}.map_ids=true but data.id_map.path is not set (the table that maps "
+                                f"{source.name}'s keys to customer ids)")
+        try:
+            check_timezone(source.timezone, where)
+            event_type_map(source.event_types, where)
+        except SourceError as err:
+            raise EventLogError(str(err)) from None
+        fields: dict[str, list[str]] = {}
+        for name in CANONICAL:
+            fields.setdefault(getattr(source.columns, name), []).append(name)
+        for column, mapped in fields.items():
+            if len(mapped) > 1:
+                raise EventLogError(f"{where}.columns maps the column '{column}' to {' and '.join(mapped)}; each "
+                                    "field needs a column of its own (set one of them to another column)")
+    return sources
 
 
 ID_FIELDS = ("customer_id", "item_id")
 
 
-def check_id_types(files: list[str], columns: Columns) -> None:
+def check_id_types(files: list[tuple[str, Source]]) -> None:
     """An EventLogError when an id column holds numbers in one file and strings in another (or integers and
-    floats): 7, 7.0 and '7' would be three customers. Only the files' schemas are read; CSV ids are text."""
+    floats): 7, 7.0 and '7' would be three customers. files: (file, its source); the customer keys of a
+    source whose ids the id map gives (map_ids) are not customer ids and are left out. Only the files'
+    schemas are read; CSV ids are text."""
     seen: dict[str, tuple[str, str, str]] = {}  # field -> (first file, its kind, its type)
-    for file in files if len(files) > 1 else []:
-        is_csv = file.endswith(".csv")
+    for file, source in files if len(files) > 1 else []:
+        csv = is_csv(file, source.format)
         try:
-            schema = pacsv.open_csv(file).schema if is_csv else pq.read_schema(file)  # a CSV's header
+            schema = pacsv.open_csv(file).schema if csv else pq.read_schema(file)  # a CSV's header
         except (pa.ArrowInvalid, OSError):
             continue  # reading it says what is wrong
         for name in ID_FIELDS:
-            column = getattr(columns, name)
+            if name == "customer_id" and source.map_ids:
+                continue
+            column = getattr(source.columns, name)
             if column not in schema.names:
                 continue
-            type_ = pa.string() if is_csv else schema.field(column).type
+            type_ = pa.string() if csv else schema.field(column).type
             type_ = type_.value_type if pa.types.is_dictionary(type_) else type_
             kind = ("string" if _is_string(type_) else "integer" if pa.types.is_integer(type_) else
                     "float" if pa.types.is_floating(type_) else str(type_))
-            shown = "text (CSV)" if is_csv else str(type_)
+            shown = "text (CSV)" if csv else str(type_)
             first = seen.setdefault(name, (file, kind, shown))
             if first[1] != kind:
                 named = f"column '{column}'" + (f" ({name})" if column != name else "")

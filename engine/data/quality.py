@@ -5,7 +5,9 @@ already in memory: no second parse, no loop over rows or customers.
 For each file, each channel and the whole log: rows read and dropped (and why), duplicates, the null share of
 each column, out-of-order events, timestamps before the floor or after the run, unknown event types,
 negative amounts, items without a category, customers and the events-per-customer distribution; with several
-files, the customers they share.
+files, the customers they share; with several sources (data.sources), each source's figures, its customers and
+the customers each pair of sources shares, and the rows whose key the id map lacks or maps to several
+customers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from engine.data.vocab import UNKNOWN, DictionaryCodes, rows_where
 
 COLUMNS = ("customer_id", "ts", "event_type", "item_id", "category", "amount", "quantity", "channel")
 DROPPED = ("null_customer", "null_event_type", "null_ts", "ts_not_finite", "ts_out_of_range",
-           "unaddressable_customer")
+           "unaddressable_customer", "unmapped_customer", "conflicting_customer")
 EVENTS = ("duplicates", "out_of_order", "ts_before_floor", "ts_in_future", "unknown_event_type",
           "negative_amount", "negative_purchase_amount", "item_without_category")
 MAX_CHANNELS = 20  # channels listed one by one; the others are summed into one entry
@@ -48,10 +50,13 @@ class LogQuality:
     file and channel (``channels``, in order of first sight, None for a null channel) that the figure counts.
 
     files: the log's files, in read order; run_at: epoch s, the read's start (later timestamps are in the
-    future); floor: epoch s, the earliest plausible timestamp; known_types: event types that are not unknown."""
+    future); floor: epoch s, the earliest plausible timestamp; known_types: event types that are not unknown;
+    sources: the source of each file (data.sources' names), None for a log of one source."""
 
-    def __init__(self, files: list[str], run_at: int, floor: int, known_types: list[str]):
+    def __init__(self, files: list[str], run_at: int, floor: int, known_types: list[str],
+                 sources: list[str] | None = None):
         self.files, self.run_at, self.floor = list(files), run_at, floor
+        self.sources = list(sources) if sources else ["events"] * len(self.files)
         self.known = pa.array(sorted(set(known_types)), pa.string())
         self.channels: list[str | None] = []
         self.tallies: dict[str, np.ndarray] = {}
@@ -242,7 +247,7 @@ class LogQuality:
         one_file = len(self.files) == 1
         files = []
         for f, path in enumerate(self.files):
-            entry = {"file": path, **_figures({k: int(v[f].sum()) for k, v in tallies.items()}),
+            entry = {"file": path, "source": self.sources[f], **_figures({k: int(v[f].sum()) for k, v in tallies.items()}),
                      "absent_columns": self.absent[f], "unknown_types": _top(self.unknown_types[f])}
             entry["events_per_customer"] = (self.events_per_customer if one_file else
                                             distribution(self.customers[f][1]) if self.customers[f] else {})
@@ -266,7 +271,37 @@ class LogQuality:
         total = {**_figures({k: int(v.sum()) for k, v in tallies.items()}), "unknown_types": _top(unknown),
                  "events_per_customer": self.events_per_customer}
         return {"run_at": utc(self.run_at), "ts_floor": utc(self.floor), "known_event_types": self.known.to_pylist(),
-                "total": total, "files": files, "channels": channels, "overlap": self._overlap()}
+                "total": total, "files": files, "channels": channels, "overlap": self._overlap(),
+                "sources": self._sources(tallies)}
+
+    def _sources(self, tallies: dict[str, np.ndarray]) -> list[dict]:
+        """Each source's figures (its files' summed), its customers and events per customer, and the customers
+        it shares with each other source; [] for a log of one source."""
+        names = list(dict.fromkeys(self.sources))
+        if len(names) < 2:
+            return []
+        of = np.array([names.index(name) for name in self.sources])
+        counted = all(c is not None for c in self.customers)
+        customers = []
+        for i in range(len(names)):
+            parts = [self.customers[f] for f in np.flatnonzero(of == i)] if counted else []
+            if parts:
+                table = pa.table({"id": pa.concat_arrays([p[0].cast(pa.string()) for p in parts]),
+                                  "n": np.concatenate([p[1] for p in parts])}).group_by("id").aggregate([("n", "sum")])
+                customers.append((table["id"].combine_chunks(), table["n_sum"].to_numpy()))
+            else:
+                customers.append(None)
+        out = []
+        for i, name in enumerate(names):
+            files = np.flatnonzero(of == i)
+            entry = {"source": name, "files": [self.files[f] for f in files],
+                     **_figures({k: int(v[files].sum()) for k, v in tallies.items()})}
+            entry["events_per_customer"] = distribution(customers[i][1]) if customers[i] else {}
+            entry["shared_customers"] = {
+                other: int(pc.sum(pc.is_in(customers[i][0], value_set=customers[j][0])).as_py() or 0)
+                for j, other in enumerate(names) if j != i and customers[i] and customers[j]}
+            out.append(entry)
+        return out
 
     def _overlap(self) -> dict | None:
         """With several files: the customers found in more than one, and (up to MAX_PAIRED_FILES files) the

@@ -1,8 +1,10 @@
 """Timestamps in the forms event logs bring them, as int64 epoch seconds (UTC).
 
 Native Parquet timestamps (any unit, any zone) and dates; ISO 8601 strings with a zone, without one (taken as
-UTC), date-only, with fractional seconds, or a mix; epoch seconds or milliseconds as numbers or as strings
-(CSV). Times are cut to whole seconds. NaN and infinite numbers come back null (the caller names them).
+UTC, or as the source's time zone when it names one), date-only, with fractional seconds, or a mix; epoch
+seconds or milliseconds as numbers or as strings (CSV). Times are cut to whole seconds. NaN and infinite
+numbers come back null (the caller names them). A local time that a clock change skips is read as the first
+instant after the change; one that it repeats, as the earlier of the two.
 """
 
 from __future__ import annotations
@@ -24,9 +26,21 @@ class UnparseableTimestamps(ValueError):
         self.rows = rows
 
 
-def epoch_seconds(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
-    """int64 epoch seconds [n] (null stays null). Raises UnparseableTimestamps for strings that do not parse
-    and TypeError for a column type that cannot hold times."""
+def local(times, timezone: str | None):
+    """Timestamps without a zone (wall-clock times in ``timezone``) as UTC ones; unchanged without a zone."""
+    if timezone is None or times.type.tz is not None:
+        return times
+    return pc.assume_timezone(times, timezone=timezone, ambiguous="earliest", nonexistent="latest")
+
+
+def epoch_seconds(column: pa.ChunkedArray, timezone: str | None = None) -> pa.ChunkedArray | pa.Array:
+    """int64 epoch seconds [n] (null stays null); times that carry no zone are in ``timezone`` (UTC when None).
+    Raises UnparseableTimestamps for strings that do not parse and TypeError for a column type that cannot
+    hold times."""
+    if pa.types.is_date(column.type):
+        column = pc.cast(column, pa.timestamp("s"))
+    if pa.types.is_timestamp(column.type):
+        column = local(column, timezone)
     if pa.types.is_timestamp(column.type) and column.null_count == 0:
         seconds = _int64(column)
         seconds //= {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[column.type.unit]
@@ -34,14 +48,12 @@ def epoch_seconds(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
     if pa.types.is_timestamp(column.type):
         unit_ts = pc.cast(column, pa.timestamp("s", tz=column.type.tz), safe=False)
         return pc.cast(unit_ts, pa.int64())
-    if pa.types.is_date(column.type):
-        return pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64())
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
         return _epoch(column)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         strings = column.combine_chunks().cast(pa.string())
         try:
-            return _iso(strings)
+            return _iso(strings, timezone)
         except pa.ArrowInvalid:
             pass
         try:  # CSV epoch numbers arrive as strings
@@ -79,22 +91,23 @@ def _epoch(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     return pc.cast(pc.floor(pc.if_else(milliseconds, pc.divide(values, 1000.0), values)), pa.int64())
 
 
-def _iso(col: pa.Array) -> pa.Array:
-    """ISO 8601 strings, with or without a zone (no zone means UTC), as int64 epoch seconds."""
+def _iso(col: pa.Array, timezone: str | None = None) -> pa.Array:
+    """ISO 8601 strings, with or without a zone (no zone means ``timezone``, UTC when None), as int64 epoch
+    seconds."""
     zoned = pc.fill_null(pc.match_substring_regex(col, r"(Z|[+-]\d\d:?\d\d)$"), False)
     if not pc.any(zoned).as_py():
-        return _seconds(col, None)
+        return _seconds(col, None, timezone)
     if pc.all(zoned).as_py():
         return _seconds(col, "UTC")
-    naive = _seconds(pc.if_else(zoned, pa.scalar(None, pa.string()), col), None)
+    naive = _seconds(pc.if_else(zoned, pa.scalar(None, pa.string()), col), None, timezone)
     aware = _seconds(pc.if_else(zoned, col, pa.scalar(None, pa.string())), "UTC")
     return pc.if_else(zoned, aware, naive)
 
 
-def _seconds(col: pa.Array, tz: str | None) -> pa.Array:
+def _seconds(col: pa.Array, tz: str | None, timezone: str | None = None) -> pa.Array:
     # parsed at microseconds so that fractional seconds are accepted, then truncated to seconds
-    parsed = pc.cast(col, pa.timestamp("us", tz=tz))
-    return pc.cast(pc.cast(parsed, pa.timestamp("s", tz=tz), safe=False), pa.int64())
+    parsed = local(pc.cast(col, pa.timestamp("us", tz=tz)), timezone)
+    return pc.cast(pc.cast(parsed, pa.timestamp("s", tz=parsed.type.tz), safe=False), pa.int64())
 
 
 def _unparseable(col: pa.Array) -> list[tuple[int, str]]:

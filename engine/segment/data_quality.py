@@ -11,7 +11,8 @@ from engine.segment.tables import table_html
 
 DROPPED = {"null_customer": "no customer", "null_event_type": "no event type", "null_ts": "no time",
            "ts_not_finite": "time not a number", "ts_out_of_range": "time out of range",
-           "unaddressable_customer": "unusable customer id"}
+           "unaddressable_customer": "unusable customer id", "unmapped_customer": "key not in the id map",
+           "conflicting_customer": "key mapped to several customers"}
 FIELDS = {"customer_id": "customer", "ts": "time", "event_type": "event type", "item_id": "item",
           "category": "category", "amount": "amount", "quantity": "quantity", "channel": "channel"}
 
@@ -37,12 +38,13 @@ def _per_customer(entry: dict) -> list[str]:
 
 
 def _groups(quality: dict) -> list[tuple[str, dict]]:
-    """(label, figures): each file, each channel (when there are several), and the whole log (when there are
-    several files)."""
-    files = [(Path(f["file"]).name, f) for f in quality["files"]]
+    """(label, figures): each file, each source (when there are several), each channel (when there are
+    several), and the whole log (when there are several files)."""
+    sources = quality.get("sources") or []
+    files = [((f"{f['source']}: " if sources else "") + Path(f["file"]).name, f) for f in quality["files"]]
     channels = [(f"channel {c['channel'] if c['channel'] is not None else '(none)'}", c) for c in quality["channels"]]
-    return (files + ([("all files", quality["total"])] if len(files) > 1 else [])
-            + (channels if len(channels) > 1 else []))
+    return (files + [(f"source {s['source']}", s) for s in sources]
+            + ([("all files", quality["total"])] if len(files) > 1 else []) + (channels if len(channels) > 1 else []))
 
 
 def _lead(quality: dict) -> str:
@@ -61,6 +63,10 @@ def _lead(quality: dict) -> str:
                           for p in overlap["pairs"] for a, b in [p["files"]])
         text += (f" {count(overlap['in_several_files'])} of {count(overlap['customers'])} customers appear in "
                  f"more than one file" + (f" ({pairs})." if pairs else "."))
+    for source in quality.get("sources") or []:
+        shared = ", ".join(f"{count(n)} with {other}" for other, n in source["shared_customers"].items())
+        customers = (source.get("events_per_customer") or {}).get("customers", 0)
+        text += f" Source {source['source']}: {count(customers)} customers" + (f", {shared}." if shared else ".")
     types = total.get("unknown_types") or {}
     if types:
         text += " Unknown event types: " + ", ".join(f"{name} ({count(n)})" for name, n in types.items()) + "."

@@ -218,7 +218,7 @@ def test_data_quality_json_is_written_into_the_bundle(tmp_path):
     written = json.loads((tmp_path / "bundle" / "data_quality.json").read_text())
     assert written["total"]["rows_read"] == 12 and written["files"][0]["duplicates"] == 1
     assert written["thresholds"] == {"max_null_share": 0.5, "max_bad_row_share": 0.5, "max_future_share": 0.5,
-                                     "max_unknown_event_type_share": 0.9}
+                                     "max_unknown_event_type_share": 0.9, "max_unmapped_share": 0.5}
 
 
 # -- real logs pass the defaults ---------------------------------------------------------------------------------

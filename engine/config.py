@@ -49,10 +49,21 @@ class IdMapSchema:
 
 
 @dataclass
+class AttributesSchema:
+    path: str | None = None            # Parquet/CSV: customer_id plus numeric and categorical columns
+    id_column: str = "customer_id"
+    report_only: list[str] = field(default_factory=list)  # describe segments, never enter the model
+    drop: list[str] = field(default_factory=list)         # never read
+    max_categories: int = 20
+    model: bool = True                 # the other columns are inputs of the forecast head and the value model
+
+
+@dataclass
 class DataSchema:
     path: str | None = None
     sources: list[SourceSchema] = field(default_factory=list)
     id_map: IdMapSchema = field(default_factory=IdMapSchema)
+    attributes: AttributesSchema = field(default_factory=AttributesSchema)
     format: str = "auto"
     event_types: dict[str, str] = field(default_factory=dict)
     channel: str | None = None
@@ -358,7 +369,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"recommend.exclude_recent_days={r.exclude_recent_days}: expected >= 0")
     if cfg.stage == "evaluate" and cfg.data.cutoff is None:
         raise ConfigError("data.cutoff: stage=evaluate needs a cutoff (train before it, score after it)")
-    _check_arguments(cfg.model, "model", injected=("vocab_sizes", "spend_scale", "unit"))
+    _check_arguments(cfg.model, "model", injected=("vocab_sizes", "spend_scale", "unit", "attributes"))
     _check_arguments(cfg.model.encoder, "model.encoder", injected=("dim",))
     _check_arguments(cfg.trainer, "trainer")
     _check_arguments(cfg.loader, "loader", injected=("store", "horizon_days", "as_of", "unit"))

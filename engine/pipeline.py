@@ -23,6 +23,7 @@ from engine.bundle.bundle import TOMBSTONES, Bundle, read_tombstones
 from engine.bundle.ledger import Ledger
 from engine.bundle.writer import BundleError, BundleWriter, apply_erasures, embeddings_table, read_embeddings
 from engine.data import Columns, EventLogSpec, SequenceStore, load_store
+from engine.data.attributes import AttributeEncoder, AttributeSpec, lookup, read_attributes
 from engine.data.checks import QUALITY_LIMITS, check_columns, check_purchases, check_quality
 from engine.data.events import CANONICAL, Source, resolve_files
 from engine.data.memory import release_freed_memory
@@ -66,6 +67,16 @@ HEAD_PAIRS = 200_000  # forecast pairs the head is fitted on, at most (engine.mo
 CONTEXT_SAMPLE = 10_000  # customers whose forecast context sets its standardisation
 CALIBRATION_RANGE = (0.5, 2.0)  # calibration factors outside it are flagged
 QUALITY_FILE = "data_quality.json"
+ATTRIBUTES_FILE = "attributes.json"  # the attribute encoder the model was trained with (engine.data.attributes)
+SEGMENT_ATTRIBUTES_FILE = "segment_attributes.json"
+
+
+@dataclass
+class Attributes:
+    """The customer attributes of a run: the table read (data.attributes.path) and its encoder."""
+
+    table: pa.Table
+    encoder: AttributeEncoder
 
 
 @dataclass
@@ -77,6 +88,7 @@ class Data:
     as_of: int
     future: SequenceStore | None = None  # with data.cutoff: the same customers' events from the cutoff on
     quality: dict | None = None  # data_quality.json (engine.data.quality), with the thresholds it passed
+    attributes: Attributes | None = None  # data.attributes; the store holds their model inputs (store.attributes)
 
 
 def parse_time(value) -> int | None:
@@ -129,9 +141,32 @@ def event_log_spec(cfg: DictConfig) -> EventLogSpec:
                         dict(d.event_types), d.channel, d.timezone, d.format, sources, id_map)
 
 
-def load_data(cfg: DictConfig, vocabs: dict | None = None) -> Data:
+def load_attributes(cfg: DictConfig, store: SequenceStore, encoder: dict | None = None) -> Attributes | None:
+    """data.attributes: the table, its encoder (``encoder``: a bundle's, else fitted on the store's customers)
+    and, with data.attributes.model, the store's model inputs (store.attributes, set in place)."""
+    a = cfg.data.attributes
+    if not a.path:
+        if encoder:
+            log.warning("the bundle's model was trained with customer attributes and data.attributes.path is not "
+                        "set: every customer's attributes are unknown to it")
+        return None
+    table = read_attributes(AttributeSpec(str(a.path), a.id_column, list(a.report_only), list(a.drop),
+                                          a.max_categories))
+    fitted = (AttributeEncoder.from_dict(encoder) if encoder else
+              AttributeEncoder.fit(table, list(a.report_only), a.max_categories, store.customer_ids))
+    known = int((lookup(table["customer_id"], store.customer_ids) >= 0).sum())
+    log.info("attributes: %d rows in %s, %d of %d customers known; %s", table.num_rows, a.path, known,
+             store.n_customers, f"{fitted.width} model inputs from {fitted.numeric + fitted.categorical}"
+             if a.model or encoder else "describing the segments only (data.attributes.model=false)")
+    if a.model or encoder:
+        store.attributes = fitted.matrix(table, store.customer_ids)
+    return Attributes(table, fitted)
+
+
+def load_data(cfg: DictConfig, vocabs: dict | None = None, attributes: dict | None = None) -> Data:
     """Read, validate and pack the event log, and stop on a data-quality figure over its threshold; with
-    data.cutoff, keep only the history before it."""
+    data.cutoff, keep only the history before it. ``vocabs`` and ``attributes`` (an attribute encoder's
+    dict): a trained model's own."""
     d = cfg.data
     spec = event_log_spec(cfg)
     for source in spec.all_sources():
@@ -157,6 +192,7 @@ def load_data(cfg: DictConfig, vocabs: dict | None = None) -> Data:
         store, future = history.take(rows), store.after(cutoff).take(rows)
     as_of = cutoff if cutoff is not None else store.time_range()[1] + 1
     log.info("%s -> %d customers, %d events", report.summary(), store.n_customers, store.n_events)
+    customer_attributes = load_attributes(cfg, store, attributes)
     release_freed_memory()
     inputs = report.files + ([spec.id_map.path] if spec.id_map is not None else [])
     info = {"path": spec.where, "files": report.files, "fingerprint": fingerprint(inputs),
@@ -165,7 +201,7 @@ def load_data(cfg: DictConfig, vocabs: dict | None = None) -> Data:
             "dropped_bad_ts": report.dropped_bad_ts, "dropped_bad_customer": report.dropped_bad_customer,
             "duplicates_removed": report.duplicates_removed,
             "cutoff": cutoff}
-    return Data(store, info, as_of, future, quality)
+    return Data(store, info, as_of, future, quality, customer_attributes)
 
 
 def datamodule(cfg: DictConfig, data: Data, spend_scale: float | None = None, unit: str | None = None):
@@ -187,8 +223,11 @@ def fit(cfg: DictConfig, data: Data):
     pl.seed_everything(cfg.seed, workers=True)
     dm = datamodule(cfg, data)
     vocab_sizes = [len(data.store.vocabs[f]) for f in ("event_type", "item_id", "category", "channel")]
+    width = 0 if data.store.attributes is None else data.store.attributes.shape[1]
     model = instantiate(cfg.model, vocab_sizes=vocab_sizes, spend_scale=dm.spend_scale, unit=dm.unit,
-                        _convert_="all")
+                        attributes=width, _convert_="all")
+    if width:  # what the head reads for a customer the attributes table does not know
+        model.attribute_unknown.copy_(torch.from_numpy(data.attributes.encoder.matrix(data.attributes.table, [""])[0]))
     if cfg.forecast.weight > 0:
         check_forecast_data(cfg, data)
         # a sample: the standardisation needs no more, and the context of a whole base costs memory
@@ -398,6 +437,11 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
     described = describe_segments(data.store, labels, len(centroids), data.as_of, value, top_n=cfg.segment.top_n)
     for name in described.column_names[1:]:
         profiles = profiles.append_column(name, described[name])
+    who = None
+    if data.attributes is not None:  # who each segment's customers are: the attributes' values by lift
+        who = data.attributes.encoder.describe(data.attributes.table, ids, labels, len(centroids))
+        (bundle.path / SEGMENT_ATTRIBUTES_FILE).write_text(json.dumps(who, indent=1))
+        profiles = profiles.append_column("attributes", pa.array([json.dumps(w["columns"]) for w in who]))
     horizon = bundle.manifest.get("horizon_days")
     profiles = profiles.append_column("description", pa.array(segment_descriptions(profiles, horizon)))
     bundle.write_table("profiles.parquet", profiles)
@@ -407,6 +451,10 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
     (bundle.path / "segment_items.md").write_text(promote + "\n")
     extra = {"What each segment buys more than the base (items bought by at least 5% of it; lift = its share "
              "over the base's): what to promote to it": markdown_to_html(promote)}
+    if who is not None:
+        extra["Who each segment's customers are (customer attributes: values over-represented in the segment, "
+              "lift = its share over the base's, among customers whose value is known)"] = markdown_to_html(
+            attributes_markdown(who))
     extra.update({k: markdown_to_html(v) for k, v in bundle.extra_tables.items()})
     extra.update(bundle.extra_html)  # trusted figures (inline PNG) of the evaluation
     quality = bundle.path / QUALITY_FILE  # this run's, or the one of the bundle it started from
@@ -417,6 +465,25 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
                  data_quality=json.loads(quality.read_text()) if quality.exists() else None)
     bundle.manifest["k"] = len(centroids)
     bundle.manifest.setdefault("counts", {})["segments"] = len(centroids)
+
+
+def attributes_markdown(who: list[dict], top: int = 2) -> str:
+    """A table of segments x attribute columns: each cell the values most over-represented (share, lift)."""
+    columns = list(dict.fromkeys(c for w in who for c in w["columns"]))
+    lines = ["| segment | customers with attributes | " + " | ".join(columns) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in columns) + " |"]
+    for w in who:
+        cells = []
+        for c in columns:
+            d = w["columns"].get(c) or {}
+            if "top" in d:
+                cells.append(", ".join(f"{t['value']} ({t['share']:.0%}, x{t['lift']:.1f})" for t in d["top"][:top]))
+            elif "mean" in d and d["mean"] is not None:
+                cells.append(f"{d['mean']:.3g} (base {d['base_mean']:.3g})")
+            else:
+                cells.append("")
+        lines.append(f"| {w['segment']} | {w['known_share']:.0%} of {w['size']:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def write_embeddings(bundle: BundleWriter, data: Data, arrays: dict[str, np.ndarray]) -> pa.Table | None:
@@ -471,6 +538,8 @@ def describe(cfg: DictConfig, bundle: BundleWriter, data: Data, model=None, stag
     bundle.manifest["data"] = data.info
     if data.quality is not None:
         (bundle.path / QUALITY_FILE).write_text(json.dumps(data.quality, indent=1))
+    if data.attributes is not None and data.store.attributes is not None:  # what stage=embed encodes alike
+        (bundle.path / ATTRIBUTES_FILE).write_text(json.dumps(data.attributes.encoder.to_dict(), indent=1))
     has_head = model is not None and hasattr(model, "head")
     bundle.manifest["horizon_days"] = cfg.forecast.horizon_days if has_head else None
     if has_head:  # what answers other horizons from forecast.parquet's parameters (engine.forecast.process)
@@ -639,7 +708,8 @@ def run_embed(cfg: DictConfig) -> Path | None:
     source = require_bundle(cfg, "embed")
     inherit_data_spec(cfg, source)
     model, payload = load_model(source / MODEL_FILE)
-    data = load_data(cfg, vocabs=payload["vocabs"])
+    encoder = json.loads((source / ATTRIBUTES_FILE).read_text()) if (source / ATTRIBUTES_FILE).exists() else None
+    data = load_data(cfg, vocabs=payload["vocabs"], attributes=encoder)
     arrays = embed(cfg, model, data, payload["hparams"]["spend_scale"])
     if arrays is None:
         return None
@@ -675,6 +745,8 @@ def run_segment(cfg: DictConfig) -> Path:
     store = SequenceStore.open(source / "store")
     manifest = json.loads((source / "manifest.json").read_text())
     data = Data(store, manifest.get("data", {}), manifest.get("as_of") or store.time_range()[1] + 1)
+    encoder = json.loads((source / ATTRIBUTES_FILE).read_text()) if (source / ATTRIBUTES_FILE).exists() else None
+    data.attributes = load_attributes(cfg, store, encoder)  # the profiles say who each segment is
     forecast = pq.read_table(source / "forecast.parquet") if (source / "forecast.parquet").exists() else None
     with publish(cfg, source) as bundle:
         bundle.manifest["config"] = OmegaConf.to_container(cfg, resolve=True)

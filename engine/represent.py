@@ -23,7 +23,7 @@ to any store with the same vocabularies (``transform``), one customer at a time 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +89,16 @@ def value_features(store: SequenceStore, as_of: int) -> np.ndarray:
     return np.stack(cols, 1)
 
 
+def value_inputs(store: SequenceStore, as_of: int, unknown: np.ndarray) -> np.ndarray:
+    """value_features, then the store's customer attributes when the value model reads them (``unknown``,
+    float32 [width], non-empty): the unknown row for a store without them (a new customer)."""
+    x = value_features(store, as_of)
+    if not len(unknown):
+        return x
+    attributes = store.attributes if store.attributes is not None else np.broadcast_to(unknown, (len(x), len(unknown)))
+    return np.hstack([x, np.asarray(attributes, dtype=np.float64)])
+
+
 @dataclass
 class Representation:
     """Fitted parameters of the hybrid vector (see the module docstring). Arrays only, so that it saves as a
@@ -102,6 +112,9 @@ class Representation:
     value_top: np.ndarray       # float64 [1]: the 99.5th percentile of predicted value (the half circle's end)
     weights: np.ndarray         # float64 [3]: value, sequence embedding, profile factors
     horizon_days: np.ndarray    # float64 [1]
+    # the inputs of a customer without attributes (the value model reads the store's, engine.data.attributes);
+    # float32 [width], empty when the value model was fitted without them
+    attribute_unknown: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     @classmethod
     def fit(cls, store: SequenceStore, as_of: int, horizon_days: float = 30.0, factors: int = 64,
@@ -118,7 +131,8 @@ class Representation:
         components = np.ascontiguousarray(vt.T, dtype=np.float32)
 
         cut = as_of - int(horizon_days * DAY)
-        x = value_features(store, cut)
+        unknown = np.zeros(0 if store.attributes is None else store.attributes.shape[1], np.float32)
+        x = value_inputs(store, cut, unknown)
         nonempty = np.flatnonzero(store.lengths() > 0)
         rows = nonempty[np.asarray(store.columns["ts"])[store.offsets[:-1][nonempty]] < cut]
         if len(rows) < 50:
@@ -133,7 +147,7 @@ class Representation:
         w = np.linalg.solve(zc.T @ zc + ridge * np.eye(z.shape[1]), zc.T @ yc)
         coef = np.append(w, y.mean() - z.mean(0) @ w)
         rep = cls(idf, components, mean, scale, coef, np.ones(1), np.array([value_weight, sequence_weight,
-                  profile_weight], np.float64), np.array([horizon_days], np.float64))
+                  profile_weight], np.float64), np.array([horizon_days], np.float64), unknown)
         predicted = rep.value(store, as_of)
         rep.value_top = np.array([max(float(np.quantile(predicted, 0.995)), 1e-9)])
         r2 = 1.0 - ((z @ w + coef[-1] - y) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12)
@@ -143,7 +157,7 @@ class Representation:
 
     def value(self, store: SequenceStore, as_of: int) -> np.ndarray:
         """float64 [n]: predicted sqrt(spend over the horizon) as of ``as_of`` (0 at least)."""
-        z = (value_features(store, as_of) - self.value_mean) / self.value_scale
+        z = (value_inputs(store, as_of, self.attribute_unknown) - self.value_mean) / self.value_scale
         return np.maximum(z @ self.value_coef[:-1] + self.value_coef[-1], 0.0)
 
     def expected_spend(self, store: SequenceStore, as_of: int) -> np.ndarray:
@@ -199,7 +213,8 @@ class Representation:
     @classmethod
     def load(cls, path: str | Path) -> Representation:
         with np.load(path, allow_pickle=False) as z:
-            missing = [k.name for k in fields(cls) if k.name not in z.files]
+            optional = {"attribute_unknown"}  # bundles written before customer attributes have none
+            missing = [k.name for k in fields(cls) if k.name not in z.files and k.name not in optional]
             if missing:
                 raise ValueError(f"{path}: missing arrays {missing}")
-            return cls(**{k.name: z[k.name] for k in fields(cls)})
+            return cls(**{k.name: z[k.name] for k in fields(cls) if k.name in z.files})

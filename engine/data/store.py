@@ -42,6 +42,8 @@ class SequenceStore:
     customer_ids: pyarrow string array [n_customers]; offsets: int64 [n_customers + 1];
     columns: {"ts": int64 epoch s, "event_type"|"item_id"|"category"|"channel": int8/16/32 ids (id_dtype),
     "amount"|"quantity": float32, NaN unknown} each [n_events]; vocabs: {field: [token, ...]}, token 0 = UNKNOWN.
+    attributes: float32 [n_customers, width], the customers' static model inputs (engine.data.attributes), or
+    None; it follows the customer rows through every slice and is saved with the store.
     """
 
     customer_ids: pa.Array
@@ -50,6 +52,7 @@ class SequenceStore:
     vocabs: dict[str, list[str]]
     purchase_types: list[str] = field(default_factory=lambda: ["purchase"])
     return_types: list[str] = field(default_factory=lambda: ["return"])
+    attributes: np.ndarray | None = None
 
     @property
     def n_customers(self) -> int:
@@ -97,7 +100,8 @@ class SequenceStore:
         # Event positions: for each taken customer, start + 0..length-1, built without a loop.
         event_idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
         columns = {k: np.asarray(v[event_idx]) for k, v in self.columns.items()}
-        return self._with(self.customer_ids.take(pa.array(rows)), offsets, columns)
+        attributes = None if self.attributes is None else np.asarray(self.attributes[rows])
+        return self._with(self.customer_ids.take(pa.array(rows)), offsets, columns, attributes)
 
     def mask_events(self, keep: np.ndarray) -> SequenceStore:
         """The same customers (every row kept, possibly with no events) with only the events where keep."""
@@ -120,8 +124,11 @@ class SequenceStore:
     def non_empty(self) -> SequenceStore:
         return self.take(np.flatnonzero(self.lengths() > 0))
 
-    def _with(self, customer_ids, offsets, columns) -> SequenceStore:
-        return SequenceStore(customer_ids, offsets, columns, self.vocabs, self.purchase_types, self.return_types)
+    def _with(self, customer_ids, offsets, columns, attributes: np.ndarray | None = None) -> SequenceStore:
+        """A store of these rows; ``attributes`` defaults to this store's (the same customer rows)."""
+        attributes = self.attributes if attributes is None and len(customer_ids) == self.n_customers else attributes
+        return SequenceStore(customer_ids, offsets, columns, self.vocabs, self.purchase_types, self.return_types,
+                             attributes)
 
     # -- persistence ---------------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
@@ -132,6 +139,8 @@ class SequenceStore:
         feather.write_feather(pa.table({"customer_id": self.customer_ids}), tmp / "customers.arrow",
                               compression="uncompressed")
         arrays = {"offsets": self.offsets, **self.columns}
+        if self.attributes is not None:
+            arrays["attributes"] = np.asarray(self.attributes, dtype=np.float32)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # writes release the GIL
             list(pool.map(lambda name: np.save(tmp / f"{name}.npy", arrays[name]), arrays))
         (tmp / "vocabs.json").write_text(json.dumps(self.vocabs))
@@ -160,9 +169,11 @@ class SequenceStore:
         mode = "r" if mmap else None
         columns = {name: np.load(directory / f"{name}.npy", mmap_mode=mode) for name in meta["fields"]}
         customers = feather.read_table(directory / "customers.arrow", memory_map=mmap)["customer_id"]
+        attributes = directory / "attributes.npy"
         return cls(customers.combine_chunks(), np.load(directory / "offsets.npy"), columns,
                    json.loads((directory / "vocabs.json").read_text()),
-                   meta["purchase_types"], meta["return_types"])
+                   meta["purchase_types"], meta["return_types"],
+                   np.load(attributes, mmap_mode=mode) if attributes.exists() else None)
 
 
 def build_store(

@@ -138,6 +138,7 @@ class Scorer:
             store.vocabs,
             store.purchase_types,
             store.return_types,
+            None if row is None or store.attributes is None else np.asarray(store.attributes[[row]]),
         )
         return one, row is not None
 

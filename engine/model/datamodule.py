@@ -53,7 +53,8 @@ def forecast_context(index: StoreIndex | None, store: SequenceStore, rows: np.nd
     transactions per day over the last 28 and 91 days (over the tenure when shorter) and over the tenure,
     log spend so far and in the last 28 and 91 days, log spend per transaction, log days since the last
     purchase (since the first event when none), whether there was one, log mean days between transactions
-    (the tenure + 1 with fewer than two) and log days since the last purchase per mean gap."""
+    (the tenure + 1 with fewer than two) and log days since the last purchase per mean gap; then the store's
+    customer attributes (engine.data.attributes), when it has them: float32 [B, CONTEXT_FEATURES + width]."""
     index = index if index is not None else StoreIndex.build(store, unit)
     ts = np.asarray(store.columns["ts"])
     begin = store.offsets[rows]
@@ -89,8 +90,10 @@ def forecast_context(index: StoreIndex | None, store: SequenceStore, rows: np.nd
         bought,
         np.log1p(np.maximum(gap, 0)),
         np.log1p(recency / np.maximum(gap, 0.5)),
-    ], axis=1)
-    return torch.from_numpy(context.astype(np.float32))
+    ], axis=1).astype(np.float32)
+    if store.attributes is not None:
+        context = np.hstack([context, np.asarray(store.attributes[rows], dtype=np.float32)])
+    return torch.from_numpy(context)
 
 
 class TrainCollate:

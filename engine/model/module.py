@@ -37,7 +37,7 @@ class CustomerEncoder(pl.LightningModule):
                  out_dim: int = 64, temperature: float = 0.1, lr: float = 2e-3, weight_decay: float = 1e-4,
                  dropout: float = 0.1, forecast_weight: float = 0.0, spend_scale: float = 1.0,
                  item_weight: float = 1.0, item_head_size: int = 8192, unit: str = "basket",
-                 head_state: bool = False):
+                 head_state: bool = False, attributes: int = 0):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
         self.embed = EventEmbedding(vocab_sizes, dim, dropout)
@@ -47,7 +47,8 @@ class CustomerEncoder(pl.LightningModule):
         if forecast_weight:
             # The encoder state is left out by default: fitted with it, the head learnt customers by heart
             # (19-week forecast of a grocery log: MAE 8.50 with the state, 8.37 without).
-            width = (dim if head_state else 0) + CONTEXT_FEATURES
+            # the customers' static attributes (data.attributes) are inputs of the head beside the context
+            width = (dim if head_state else 0) + CONTEXT_FEATURES + attributes
             # HEADS members fitted side by side from different starts; the forecast is their mean (a fit on
             # a few thousand customers moves with its start more than the margins it is judged on)
             self.head = nn.ModuleList(
@@ -67,8 +68,10 @@ class CustomerEncoder(pl.LightningModule):
         self.register_buffer("decay_per_day", torch.zeros((), dtype=torch.float64))
         self.register_buffer("mean_value", torch.ones(()))  # spend per transaction over the base, money
         # The context's standardisation, from the training base (set_context_scale); saved with the weights.
-        self.register_buffer("context_mean", torch.zeros(CONTEXT_FEATURES))
-        self.register_buffer("context_scale", torch.ones(CONTEXT_FEATURES))
+        self.register_buffer("context_mean", torch.zeros(CONTEXT_FEATURES + attributes))
+        self.register_buffer("context_scale", torch.ones(CONTEXT_FEATURES + attributes))
+        # the attribute inputs of a customer the attributes table does not know (a store without them)
+        self.register_buffer("attribute_unknown", torch.zeros(attributes))
         # Item affinity: cosine logits between the embedding and one vector per (frequent) item.
         self.n_head_items = min(vocab_sizes[1], item_head_size)
         if item_weight:
@@ -116,6 +119,8 @@ class CustomerEncoder(pl.LightningModule):
         """Per row: log transactions per day while alive, logit of p_alive, log spend per day while alive
         (in spend_scale units): the mean of the head's members, or one ``member``'s."""
         raw = context.to(self.context_mean.device).float()
+        if raw.shape[1] < len(self.context_mean):  # no attributes for these customers: unknown
+            raw = torch.cat([raw, self.attribute_unknown.expand(len(raw), -1)], dim=1)
         scaled = (raw - self.context_mean) / self.context_scale
         inputs = torch.cat([state, scaled.to(state.dtype)], dim=-1) if self.hparams.head_state else scaled
         if member is None:

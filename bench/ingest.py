@@ -1,6 +1,7 @@
 """Ingest benchmark: a generated Parquet event log -> load_store -> store.save, events/s and peak memory.
 
     python bench/ingest.py [--events 20000000] [--customers N] [--keep DIR] [--repeat 1] [--profile]
+    python bench/ingest.py --sources 2     # the same events as two sources, the second keyed through an id map
 
 The log is generated once with engine.data.synthetic and cached (under /tmp, or in --keep DIR). The measured
 part runs in a fresh subprocess (``--measure PATH``) that only ingests, so its peak resident set counts the
@@ -8,6 +9,10 @@ ingest alone (interpreter and imports included), not the generation. Targets (is
 events/s on a 2-core machine, and peak memory < 3x the in-memory size of the columns kept. Prints figures
 and writes bench/results/ingest.json; asserts nothing. On a machine shared with other work, --repeat N
 reports the fastest of N runs, and the 1-minute load average is printed beside the figures.
+
+With --sources 2 the log is split in two halves by rows: pos.parquet keeps its customer ids, web.parquet holds
+them as other keys ("k" + id) with its own event names, which data.sources maps through an id-map table of
+every customer, and fills its channel. Written to bench/results/ingest_sources.json.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
+SOURCES_RESULTS = ROOT / "bench" / "results" / "ingest_sources.json"
 MEAN_EVENTS = 64
 
 
@@ -53,11 +59,53 @@ def generate(n_events: int, n_customers: int | None, keep: str | None) -> Path:
     return path
 
 
-def measure(path: str, profile: bool) -> dict:
-    """Ingest ``path`` into a store saved to a temporary directory; the figures as a dict."""
+def split_sources(path: Path) -> Path:
+    """pos.parquet, web.parquet (keys, not ids; 'purchase' named 'order') and ids.parquet beside ``path``: the
+    directory of the two-source log, written once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out = path.parent / "sources"
+    if (out / "ids.parquet").exists():
+        return out
+    out.mkdir(exist_ok=True)
+    events = pq.read_table(path)
+    half = events.num_rows // 2
+    pq.write_table(events.slice(0, half), out / "pos.parquet", row_group_size=1 << 20)
+    web = events.slice(half)
+    key = pc.binary_join_element_wise(pa.scalar("k"), pc.cast(web["customer_id"], pa.string()), "")
+    kind = pc.if_else(pc.equal(pc.cast(web["event_type"], pa.string()), "purchase"), "order",
+                      pc.cast(web["event_type"], pa.string()))
+    web = web.set_column(web.schema.get_field_index("customer_id"), "customer_id", key).set_column(web.schema.get_field_index("event_type"), "event_type", kind)
+    pq.write_table(web.drop(["channel"]), out / "web.parquet", row_group_size=1 << 20)
+    ids = pc.unique(events["customer_id"].cast(pa.string()))
+    pq.write_table(pa.table({"source_key": pc.binary_join_element_wise(pa.scalar("k"), ids, ""), "customer_id": ids}),
+                   out / "ids.parquet")
+    return out
+
+
+def spec_of(path: str, sources: int):
+    """The EventLogSpec the run reads: the one file, or its two sources (split_sources)."""
+    from engine.data import EventLogSpec
+    from engine.data.events import Source
+    from engine.data.sources import IdMap
+
+    if sources == 1:
+        return EventLogSpec(path=path)
+    out = Path(path)
+    return EventLogSpec(None, sources=[Source(str(out / "pos.parquet"), "pos"),
+                                       Source(str(out / "web.parquet"), "web", event_types={"order": "purchase"},
+                                              channel="web", map_ids=True)],
+                        id_map=IdMap(str(out / "ids.parquet")))
+
+
+def measure(path: str, profile: bool, sources: int = 1) -> dict:
+    """Ingest ``path`` (a log, or with ``sources`` 2 the directory of split_sources) into a store saved to a
+    temporary directory; the figures as a dict."""
     import pyarrow as pa
 
-    from engine.data import EventLogSpec, load_store
+    from engine.data import load_store
 
     pa.array([0])  # pyarrow imports pandas on its first conversion: an import, not ingest work
     import engine.data.store  # noqa: F401  imported by load_store on first use (with torch): not ingest work
@@ -68,7 +116,7 @@ def measure(path: str, profile: bool) -> dict:
         cpu, start = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
-        store, report = load_store(EventLogSpec(path=path))
+        store, report = load_store(spec_of(path, sources))
         loaded = time.perf_counter()
         store.save(Path(tmp) / "store")
         if profiler:
@@ -78,7 +126,7 @@ def measure(path: str, profile: bool) -> dict:
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
     kept_mb = (sum(v.nbytes for v in store.columns.values()) + store.offsets.nbytes) / 2**20
     return {
-        "path": path, "rows_read": report.rows_read, "events": store.n_events, "customers": store.n_customers,
+        "path": path, "sources": sources, "rows_read": report.rows_read, "events": store.n_events, "customers": store.n_customers,
         "seconds": round(end - start, 3), "load_seconds": round(loaded - start, 3),
         "save_seconds": round(end - loaded, 3), "cpu_seconds": round(cpu, 3),
         "events_per_s": round(report.rows_read / (end - start)), "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -120,11 +168,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="measure N times; report the fastest run "
                         "(and the largest peak RSS)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the measured run to stderr")
+    parser.add_argument("--sources", type=int, default=1, choices=[1, 2], help="2: the log as two sources, one "
+                        "keyed through an id map (bench/results/ingest_sources.json)")
     parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)  # the subprocesses' entry points
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.profile)))
+        print(json.dumps(measure(args.measure, args.profile, args.sources)))
         return
     if args.generate:
         print(generate(args.events, args.customers, args.keep))
@@ -134,16 +184,20 @@ def main() -> None:
     # measurement each run in a subprocess of their own.
     forward = ["--events", str(args.events)] + (["--customers", str(args.customers)] if args.customers else [])
     path = _run([sys.executable, __file__, "--generate", *forward, *(["--keep", args.keep] if args.keep else [])])
-    command = [sys.executable, __file__, "--measure", path] + (["--profile"] if args.profile else [])
+    if args.sources > 1:
+        path = str(split_sources(Path(path)))
+    command = ([sys.executable, __file__, "--measure", path, "--sources", str(args.sources)]
+               + (["--profile"] if args.profile else []))
     runs = [json.loads(_run(command)) for _ in range(max(1, args.repeat))]
     result = min(runs, key=lambda run: run["seconds"])
     result["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs)
     result["peak_over_kept"] = round(result["peak_rss_mb"] / result["kept_mb"], 2)
     result["all_seconds"] = [run["seconds"] for run in runs]
     print(table(result))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    results = RESULTS if args.sources == 1 else SOURCES_RESULTS
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {results.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

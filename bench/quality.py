@@ -4,6 +4,7 @@
     python bench/quality.py --seeds 0 1 2 3 4 --logs completejourney
     python bench/quality.py --suite forecast # forecasts at three cutoffs per log -> bench/results/forecast.md
     python bench/quality.py --suite recommend # recommendations, 4 weeks after a cutoff -> bench/results/recommend.md
+    python bench/quality.py --suite attributes # Complete Journey with and without its demographics -> attributes.md
 
 Each (log, seed) is one user-level run, `train.py stage=evaluate data.path=LOG data.cutoff=T` with the
 defaults (nothing tuned per log), which trains before the cutoff and scores after it. The seed moves the
@@ -45,6 +46,11 @@ FORECAST_CUTOFFS = {
 # Recommendations: the items bought in the 4 weeks after the cutoff (CJ: weeks 36-39 after weeks 1-35).
 RECOMMEND_CUTOFFS = {"completejourney": "2017-08-28T04:00", "generated": "2024-12-03"}
 RECOMMEND_BASELINES = ("popularity", "repeat", "item_knn")
+# Customer attributes: the Complete Journey demographics (a third of the households), with and without
+DEMOGRAPHICS = CJ.parent / "demographics.parquet"
+ATTRIBUTES = [f"data.attributes.path={DEMOGRAPHICS}", "data.attributes.id_column=household_id",
+              "data.attributes.model=true"]
+ATTRIBUTE_HORIZONS = (28, 84)  # days after the quality cutoff (2017-07-03; the log ends 84 days later)
 FORECAST_BASELINES = ("bgnbd_gamma_gamma", "pareto_nbd", "naive", "rfm_quantile", "zero")
 LOOKALIKE_BASELINES = ("tfidf", "tfidf_svd", "tfidf_knn", "activity")
 SEGMENT_BASELINES = ("rfm_kmeans", "rfm_cells", "bgnbd_tiles")
@@ -222,6 +228,70 @@ def forecast_markdown(name: str, log: dict, runs: dict[int, list[dict]], seeds: 
     return "\n".join(lines), verdict
 
 
+def attribute_figures(r: dict) -> dict[str, tuple[float, bool]]:
+    """{figure: (value, higher is better)} of one evaluation: lookalikes, segments and forecasts."""
+    out = {}
+    for kind in ("category", "product"):
+        e = r["lookalike"]["methods"]["engine"][kind]
+        out[f"{kind} lookalike ROC-AUC"] = (e["roc_auc"], True)
+        out[f"{kind} lookalike average precision"] = (e["average_precision"], True)
+    for name, label in (("engine_k8", "k=8"), ("engine_auto", "automatic k")):
+        for fig in ("spend", "log_spend", "purchases"):
+            out[f"segments ({label}): eta squared of {fig.replace('_', ' ')}"] = (r["segments"][name][fig], True)
+    for horizon in ATTRIBUTE_HORIZONS:
+        m = r["forecast"][f"{horizon:g}"]["metrics"]["neural"]
+        for key, label, higher in (("mae", "MAE", False), ("rmse", "RMSE", False), ("spearman", "Spearman", True),
+                                   ("top10_revenue_capture", "top-10% revenue share", True)):
+            out[f"forecast {horizon} days: {label}"] = (m[key], higher)
+        out[f"forecast {horizon} days: |total error|"] = (abs(m["total_error"]), False)
+    return out
+
+
+def attributes_suite(args) -> None:
+    """Complete Journey at the quality cutoff, each seed trained without and with the demographics (the same
+    seeds, the same hour): whether the attributes help each figure by more than the spread."""
+    log = LOGS["completejourney"]
+    extra = ["evaluate.sections=[lookalike,segments,forecast]",
+             f"evaluate.horizons=[{','.join(str(h) for h in ATTRIBUTE_HORIZONS)}]", *args.overrides]
+    runs = {}
+    if args.from_json:  # the table again from a finished run's figures
+        runs = json.loads(args.from_json.read_text())
+    else:
+        with tempfile.TemporaryDirectory(prefix="attributes-") as tmp:
+            for variant, more in (("without", []), ("with", ATTRIBUTES)):
+                runs[variant] = seed_runs(args, Path(tmp) / variant, "completejourney", f"attributes {variant}",
+                                          extra + more)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "attributes.json").write_text(json.dumps(runs, indent=1))
+    figs = {v: [attribute_figures(r) for r in rs] for v, rs in runs.items()}
+    lines = ["# Customer attributes: do the Complete Journey demographics help?", "",
+             "Written by `python bench/quality.py --suite attributes`" + (" (re-tabulated from its "
+             "attributes.json)" if args.from_json else "") + ": `train.py stage=evaluate "
+             f"data.path={display(log['path'])} data.cutoff={log['cutoff']} "
+             f"evaluate.horizons=[{','.join(str(h) for h in ATTRIBUTE_HORIZONS)}] seed=S`, without and with "
+             f"`data.attributes.path={display(str(DEMOGRAPHICS))} data.attributes.id_column=household_id "
+             "data.attributes.model=true` "
+             f"(801 of the 2,444 households have a row), seeds {', '.join(map(str, args.seeds))}; mean ± standard "
+             f"deviation over the seeds. A run took {np.mean([r['seconds'] for r in runs['without']]):.0f} s without "
+             f"and {np.mean([r['seconds'] for r in runs['with']]):.0f} s with.", "",
+             "| figure | without | with | difference | verdict |", "| --- | --- | --- | --- | --- |"]
+    helped = hurt = 0
+    for name, (_, higher) in figs["without"][0].items():
+        (a, a_sd), (b, b_sd) = (mean_sd([f[name][0] for f in figs[v]]) for v in ("without", "with"))
+        gain = (b - a) if higher else (a - b)
+        verdict = ("helps" if gain > max(a_sd, b_sd) else "hurts" if -gain > max(a_sd, b_sd) else
+                   "no difference beyond the spread")
+        helped, hurt = helped + (verdict == "helps"), hurt + (verdict == "hurts")
+        lines.append(f"| {name} | {a:.4f} ± {a_sd:.4f} | {b:.4f} ± {b_sd:.4f} | {b - a:+.4f} | {verdict} |")
+    lines += ["", f"The attributes help {helped} of {len(figs['without'][0])} figures and hurt {hurt} by more than "
+              "the spread. " + ("They stay out of the model by default (data.attributes.model=false): they describe "
+                                "the segments, and a user may turn them on." if hurt >= helped else
+                                "They help more figures than they hurt."), ""]
+    text = "\n".join(lines)
+    (args.out / "attributes.md").write_text(text)
+    print(text)
+
+
 def forecast_suite(args) -> None:
     sections, verdicts_, raw = [], [], {}
     with tempfile.TemporaryDirectory(prefix="forecast-") as tmp:
@@ -300,15 +370,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--logs", nargs="+", default=list(LOGS), choices=list(LOGS))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--suite", choices=["quality", "forecast", "recommend"], default="quality",
+    parser.add_argument("--suite", choices=["quality", "forecast", "recommend", "attributes"], default="quality",
                         help="quality: lookalikes and segments (quality.md); forecast: forecasts (forecast.md); "
                         "recommend: recommendations (recommend.md)")
+    parser.add_argument("--from-json", type=Path, default=None, help=argparse.SUPPRESS)  # attributes: re-tabulate
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides (a variant to compare)")
     args = parser.parse_args()
     if args.suite == "forecast":
         return forecast_suite(args)
     if args.suite == "recommend":
         return recommend_suite(args)
+    if args.suite == "attributes":
+        return attributes_suite(args)
     sections, raw = [], {}
     with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
         work = Path(tmp)

@@ -55,7 +55,8 @@ class AttributesSchema:
     report_only: list[str] = field(default_factory=list)  # describe segments, never enter the model
     drop: list[str] = field(default_factory=list)         # never read
     max_categories: int = 20
-    model: bool = True                 # the other columns are inputs of the forecast head and the value model
+    model: bool = False                # true: the other columns are inputs of the forecast head and the value
+                                       # model (off by default: bench/results/attributes.md, they did not help)
 
 
 @dataclass

@@ -678,7 +678,8 @@ def run_fit(cfg: DictConfig) -> Path | None:
     return Path(cfg.out_dir)
 
 
-INHERITED = ("columns", "purchase_types", "return_types", "dedupe", "on_bad_rows", "known_types", "min_year")
+INHERITED = ("columns", "purchase_types", "return_types", "dedupe", "on_bad_rows", "known_types", "min_year",
+             "event_types", "channel", "timezone", "format")
 
 
 def inherit_data_spec(cfg: DictConfig, source: Path) -> list[str]:
@@ -691,6 +692,12 @@ def inherit_data_spec(cfg: DictConfig, source: Path) -> list[str]:
     saved = (manifest.get("config") or {}).get("data") or {}
     defaults = OmegaConf.structured(DataSchema)
     taken = []
+    if not cfg.data.path and not cfg.data.sources and saved.get("sources"):  # the same sources, refreshed
+        for key in ("sources", "id_map"):
+            OmegaConf.update(cfg, f"data.{key}", saved[key], merge=True)  # typed: merged into the schema
+            taken.append(key)
+        log.info("data.sources (%s) and data.id_map from the bundle %s (set data.path or data.sources to read "
+                 "another log)", ", ".join(s["name"] or s["path"] for s in saved["sources"]), source)
     for key in INHERITED:
         current = cfg.data[key]
         if key not in saved or current != defaults[key] or OmegaConf.create({"v": saved[key]}).v == current:

@@ -5,6 +5,7 @@ message."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +199,34 @@ def test_a_source_whose_format_is_not_its_extension(tmp_path):
     spec.sources[1].path, spec.sources[1].format = str(text), "csv"
     store, _ = load_store(spec)
     assert np.count_nonzero(store.lengths()) == 3
+
+
+def test_a_nightly_embed_rereads_the_bundles_sources(tiny_log, tmp_path):
+    """A bundle trained on two sources (the generated log split by rows, its second half keyed by "k" + id):
+    stage=embed bundle=B with no data.path reads the same sources again, through the same id map."""
+    import pyarrow.compute as pc
+
+    from tests.conftest import run
+
+    events = pq.read_table(tiny_log)
+    half = events.num_rows // 2
+    pq.write_table(events.slice(0, half), tmp_path / "pos.parquet")
+    web = events.slice(half)
+    ids = pc.cast(web["customer_id"], pa.string())
+    keyed = web.set_column(web.schema.get_field_index("customer_id"), "customer_id",
+                           pc.binary_join_element_wise(pa.scalar("k"), ids, ""))
+    pq.write_table(keyed, tmp_path / "web.parquet")
+    unique = pc.unique(ids)
+    pq.write_table(pa.table({"source_key": pc.binary_join_element_wise(pa.scalar("k"), unique, ""),
+                             "customer_id": unique}), tmp_path / "ids.parquet")
+    sources = [f"data.sources=[{{name: pos, path: '{tmp_path / 'pos.parquet'}'}}, "
+               f"{{name: web, path: '{tmp_path / 'web.parquet'}', map_ids: true}}]",
+               f"data.id_map.path={tmp_path / 'ids.parquet'}"]
+    bundle = run(pipeline.run_fit, [*sources, f"out_dir={tmp_path / 'bundle'}"])
+    out = tmp_path / "nightly"
+    embedded = run(pipeline.run_embed, [f"bundle={bundle}", f"out_dir={out}", "recommend.enabled=false"])
+    manifest = json.loads((embedded / "manifest.json").read_text())
+    assert [s["name"] for s in manifest["config"]["data"]["sources"]] == ["pos", "web"]
+    assert manifest["data"]["files"] == [str(tmp_path / "pos.parquet"), str(tmp_path / "web.parquet")]
+    embedded_ids = pq.read_table(embedded / "embeddings.parquet")["customer_id"].to_pylist()
+    assert sorted(embedded_ids) == sorted(pc.unique(pc.cast(events["customer_id"], pa.string())).to_pylist())

@@ -43,7 +43,8 @@ def sample(tmp_path_factory) -> Path:
 
 
 ATTRIBUTES = [f"data.attributes.path={CJ / 'demographics.parquet'}", "data.attributes.id_column=household_id",
-              "data.attributes.report_only=[marital_status]", "data.attributes.drop=[kids_count]", "segment.k=5"]
+              "data.attributes.report_only=[marital_status]", "data.attributes.drop=[kids_count]", "segment.k=5",
+              "data.attributes.model=true"]
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +108,12 @@ def test_an_erased_customer_loses_its_attribute_inputs(bundle, tmp_path):
     keep = np.flatnonzero(np.array(store.customer_ids.to_pylist()) != gone)
     assert np.array_equal(erased.attributes, store.attributes[keep])
 
+
+def test_by_default_the_attributes_describe_segments_and_stay_out_of_the_model(sample):
+    out = run(pipeline.run_all, [f"data.path={sample}", f"out_dir={sample.parent / 'default'}", "segment.k=3",
+                                 f"data.attributes.path={CJ / 'demographics.parquet'}",
+                                 "data.attributes.id_column=household_id", "recommend.enabled=false"])
+    assert not (out / "attributes.json").exists() and SequenceStore.open(out / "store").attributes is None
+    assert load_model(out / "model.pt")[1]["hparams"]["attributes"] == 0
+    who = json.loads((out / "segment_attributes.json").read_text())
+    assert len(who) == 3 and {"age", "income", "kids_count"} <= set(who[0]["columns"])

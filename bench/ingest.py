@@ -177,15 +177,15 @@ def main() -> None:
         print(json.dumps(measure(args.measure, args.profile, args.sources)))
         return
     if args.generate:
-        print(generate(args.events, args.customers, args.keep))
+        path = generate(args.events, args.customers, args.keep)
+        print(split_sources(path) if args.sources > 1 else path)
         return
 
     # Linux keeps a process's peak RSS across fork and exec, so this process stays small: generation and
     # measurement each run in a subprocess of their own.
     forward = ["--events", str(args.events)] + (["--customers", str(args.customers)] if args.customers else [])
-    path = _run([sys.executable, __file__, "--generate", *forward, *(["--keep", args.keep] if args.keep else [])])
-    if args.sources > 1:
-        path = str(split_sources(Path(path)))
+    path = _run([sys.executable, __file__, "--generate", *forward, "--sources", str(args.sources),
+                 *(["--keep", args.keep] if args.keep else [])])
     command = ([sys.executable, __file__, "--measure", path, "--sources", str(args.sources)]
                + (["--profile"] if args.profile else []))
     runs = [json.loads(_run(command)) for _ in range(max(1, args.repeat))]

@@ -19,8 +19,6 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from engine.data.vocab import rows_where
-
 FORMATS = ("auto", "parquet", "csv")
 UNMAPPED = ("drop", "keep")
 SHOW_ROWS = 5
@@ -58,30 +56,54 @@ class KeyMap:
         """(customer_id, unmapped, conflicting): ``column`` (a dictionary column of keys) with every mapped key
         replaced by its customer; bool [n] the rows whose key the table lacks and the rows whose key it maps
         to several customers (None where none is). With unmapped=keep an unmapped key becomes
-        ``prefix + key`` and is not flagged. Only the dictionaries are looked up."""
-        conflicting = rows_where(column, lambda words: pc.is_in(words, value_set=self.conflicting))
-        if self.unmapped == "keep":
-            return translate(column, self.keys, self.customers, self.prefix), None, conflicting
-        known = pa.concat_arrays([self.keys, self.conflicting])
-        unmapped = rows_where(column, lambda words: pc.invert(pc.is_in(words, value_set=known)))
-        return translate(column, self.keys, self.customers), unmapped, conflicting
+        ``prefix + key`` and is not flagged. The keys are looked up once, in the column's unified dictionary
+        (a Parquet file's row groups each bring their own)."""
+        column = column.unify_dictionaries()
+        words = column.chunk(0).dictionary.cast(pa.string()) if column.num_chunks else pa.array([], pa.string())
+        at = pc.index_in(words, value_set=self.keys)
+        conflicting = pc.is_in(words, value_set=self.conflicting)
+        unmapped = pc.and_(pc.is_null(at), pc.invert(conflicting))
+        keep = self.unmapped == "keep"
+        other = pc.binary_join_element_wise(pa.scalar(self.prefix), words, "") if keep else words
+        mapped = _recode(column, pc.if_else(pc.is_valid(at), pc.take(self.customers, pc.fill_null(at, 0)), other)
+                         if len(self.keys) else other)
+        return mapped, None if keep else _token_rows(column, unmapped), _token_rows(column, conflicting)
 
 
-def translate(column: pa.ChunkedArray, keys: pa.Array, values: pa.Array, prefix: str | None = None) -> pa.ChunkedArray:
-    """A dictionary column with each token found in ``keys`` replaced by the matching ``values`` entry; other
-    tokens stay, or get ``prefix`` in front when one is given. Works on each chunk's dictionary and
-    re-deduplicates it (two keys may become one value), so the rows are never materialised as strings."""
-    chunks = []
+
+def _token_rows(column: pa.ChunkedArray, tokens: pa.Array) -> np.ndarray | None:
+    """bool [n]: the rows of a column with one dictionary whose token is flagged in ``tokens`` (bool [d]);
+    None where none is."""
+    flagged = np.flatnonzero(pc.fill_null(tokens, False).to_numpy(zero_copy_only=False))
+    if not len(flagged):
+        return None
+    out, start = np.zeros(len(column), bool), 0
     for chunk in column.chunks:
-        words = chunk.dictionary
-        at = pc.index_in(words, value_set=keys)
-        other = words if prefix is None else pc.binary_join_element_wise(pa.scalar(prefix), words, "")
-        new = pc.if_else(pc.is_valid(at), pc.take(values, pc.fill_null(at, 0)), other) if len(keys) else other
-        distinct = pc.unique(new).drop_null()
-        position = pc.index_in(new, value_set=distinct)
-        indices = pc.take(position, chunk.indices)
-        chunks.append(pa.DictionaryArray.from_arrays(pc.cast(indices, pa.int32()), distinct))
+        codes = pa.array(flagged, chunk.indices.type)
+        out[start : start + len(chunk)] = pc.fill_null(pc.is_in(chunk.indices, value_set=codes), False).to_numpy(
+            zero_copy_only=False)
+        start += len(chunk)
+    return out
+
+
+def _recode(column: pa.ChunkedArray, new: pa.Array) -> pa.ChunkedArray:
+    """A column with one dictionary, its token i replaced by new[i]: the distinct new values become the
+    dictionary (two tokens may become one value), so the rows are never materialised as strings."""
+    distinct = pc.unique(new).drop_null()
+    position = pc.cast(pc.index_in(new, value_set=distinct), pa.int32())
+    chunks = [pa.DictionaryArray.from_arrays(pc.take(position, chunk.indices), distinct) for chunk in column.chunks]
     return pa.chunked_array(chunks, pa.dictionary(pa.int32(), pa.string()))
+
+
+def translate(column: pa.ChunkedArray, keys: pa.Array, values: pa.Array) -> pa.ChunkedArray:
+    """A dictionary column with each token found in ``keys`` replaced by the matching ``values`` entry; other
+    tokens stay (an event-type mapping)."""
+    column = column.unify_dictionaries()
+    if not column.num_chunks:
+        return column
+    words = column.chunk(0).dictionary.cast(pa.string())
+    at = pc.index_in(words, value_set=keys)
+    return _recode(column, pc.if_else(pc.is_valid(at), pc.take(values, pc.fill_null(at, 0)), words))
 
 
 def event_type_map(mapping: dict[str, str], where: str) -> tuple[pa.Array, pa.Array]:

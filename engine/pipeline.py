@@ -222,6 +222,11 @@ def fit(cfg: DictConfig, data: Data):
     """Train the encoder on the store; returns (model, datamodule, trainer)."""
     pl.seed_everything(cfg.seed, workers=True)
     dm = datamodule(cfg, data)
+    if len(dm.train_rows) < 2 or len(dm.val_rows) == 0:  # contrastive batches need 2, the validation 1
+        raise ValueError(
+            f"fit: the log has {data.store.n_customers} customer(s), {len(dm.train_rows)} to train the encoder on "
+            f"and {len(dm.val_rows)} to validate it (loader.val_fraction={cfg.loader.get('val_fraction', 0.1)}); "
+            "it needs at least 2 and 1: use a larger log (segments of a handful of customers say little)")
     vocab_sizes = [len(data.store.vocabs[f]) for f in ("event_type", "item_id", "category", "channel")]
     width = 0 if data.store.attributes is None else data.store.attributes.shape[1]
     model = instantiate(cfg.model, vocab_sizes=vocab_sizes, spend_scale=dm.spend_scale, unit=dm.unit,

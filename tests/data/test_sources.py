@@ -230,3 +230,11 @@ def test_a_nightly_embed_rereads_the_bundles_sources(tiny_log, tmp_path):
     assert manifest["data"]["files"] == [str(tmp_path / "pos.parquet"), str(tmp_path / "web.parquet")]
     embedded_ids = pq.read_table(embedded / "embeddings.parquet")["customer_id"].to_pylist()
     assert sorted(embedded_ids) == sorted(pc.unique(pc.cast(events["customer_id"], pa.string())).to_pylist())
+
+
+def test_a_log_too_small_to_train_on_says_so(tmp_path):
+    from tests.conftest import run
+
+    with pytest.raises(ValueError, match=r"fit: the log has 3 customer\(s\), \d+ to train the encoder on and \d+ "
+                                         r"to validate it .* use a larger log"):
+        run(pipeline.run_fit, sources_overrides(shop(tmp_path), tmp_path) + ["forecast.weight=0"])

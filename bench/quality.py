@@ -300,7 +300,7 @@ def forecast_suite(args) -> None:
             runs = {(cutoff, horizon): seed_runs(args, work, name, f"forecast {name} cutoff {cutoff} ({horizon} days)",
                                                  ["evaluate.sections=[forecast]", f"forecast.horizon_days={horizon}",
                                                   *args.overrides], cutoff)
-                    for cutoff, horizon in FORECAST_CUTOFFS[name]}
+                    for cutoff, horizon in FORECAST_CUTOFFS[name] if not args.horizons or horizon in args.horizons}
             text, verdict = forecast_markdown(name, LOGS[name], runs, args.seeds)
             sections.append(text)
             verdicts_ += verdict
@@ -373,6 +373,8 @@ def main() -> None:
     parser.add_argument("--suite", choices=["quality", "forecast", "recommend", "attributes"], default="quality",
                         help="quality: lookalikes and segments (quality.md); forecast: forecasts (forecast.md); "
                         "recommend: recommendations (recommend.md)")
+    parser.add_argument("--horizons", type=int, nargs="+", default=None, help="forecast: only these horizons "
+                        "(days) of each log's cutoffs")
     parser.add_argument("--from-json", type=Path, default=None, help=argparse.SUPPRESS)  # attributes: re-tabulate
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides (a variant to compare)")
     args = parser.parse_args()

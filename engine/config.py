@@ -314,6 +314,9 @@ def _check_sources(d: DictConfig) -> None:
     if d.path and d.sources:
         raise ConfigError(f"data.path={d.path} and data.sources are both set: give one log as data.path, or every "
                           "source (that one included) in data.sources")
+    if d.attributes.model and not d.attributes.path:
+        raise ConfigError("data.attributes.model=true needs data.attributes.path (the customers table whose "
+                          "columns the model reads)")
     formats = ("auto", "parquet", "csv")
     if d.format not in formats:
         raise ConfigError(f"data.format={d.format!r}: expected one of {list(formats)}")

@@ -22,13 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 from engine.bundle.bundle import TOMBSTONES, Bundle, read_tombstones
 from engine.bundle.ledger import Ledger
 from engine.bundle.writer import BundleError, BundleWriter, apply_erasures, embeddings_table, read_embeddings
-from engine.data import Columns, EventLogSpec, SequenceStore, load_store
-from engine.data.attributes import AttributeEncoder, AttributeSpec, lookup, read_attributes
+from engine.data import SequenceStore, load_store
+from engine.data.attributes import check_spec as check_attribute_spec
 from engine.data.checks import QUALITY_LIMITS, check_columns, check_purchases, check_quality
-from engine.data.events import CANONICAL, Source, resolve_files
+from engine.data.events import resolve_files
 from engine.data.memory import release_freed_memory
 from engine.data.quality import summary as quality_summary
-from engine.data.sources import IdMap
 from engine.data.summary import customer_summary
 from engine.embed.writer import embed_base, forecast_table
 from engine.evaluate import evaluate_run, markdown_to_html
@@ -36,6 +35,14 @@ from engine.forecast import baselines
 from engine.forecast.process import COLUMNS as PROCESS_COLUMNS
 from engine.forecast.process import Process
 from engine.index.index import save_index
+from engine.inputs import (
+    Attributes,
+    attribute_spec,
+    attributes_markdown,
+    event_log_spec,
+    load_attributes,
+    unknown_attributes,
+)
 from engine.model.datamodule import forecast_context
 from engine.model.head import fit_head
 from engine.model.io import MODEL_FILE, load_model, save_model
@@ -69,14 +76,6 @@ CALIBRATION_RANGE = (0.5, 2.0)  # calibration factors outside it are flagged
 QUALITY_FILE = "data_quality.json"
 ATTRIBUTES_FILE = "attributes.json"  # the attribute encoder the model was trained with (engine.data.attributes)
 SEGMENT_ATTRIBUTES_FILE = "segment_attributes.json"
-
-
-@dataclass
-class Attributes:
-    """The customer attributes of a run: the table read (data.attributes.path) and its encoder."""
-
-    table: pa.Table
-    encoder: AttributeEncoder
 
 
 @dataclass
@@ -123,54 +122,16 @@ def fingerprint(files: list[str]) -> str:
     return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
 
 
-def event_log_spec(cfg: DictConfig) -> EventLogSpec:
-    """How to read the run's log: data.path (or the generated default), or data.sources and data.id_map."""
-    d = cfg.data
-    columns = Columns(**d.columns)
-    sources = []
-    for i, entry in enumerate(d.sources):
-        unknown = sorted(set(entry.columns) - set(CANONICAL))
-        if unknown:
-            raise ValueError(f"data.sources[{i}].columns: no field {unknown[0]!r} (expected fields of {list(CANONICAL)})")
-        sources.append(Source(str(entry.path), entry.name or f"source{i}", Columns(**{**d.columns, **entry.columns}),
-                              entry.format, dict(entry.event_types), entry.channel, entry.timezone, entry.map_ids))
-    ids = d.id_map
-    id_map = IdMap(str(ids.path), ids.key, ids.customer_id, ids.source, ids.unmapped) if ids.path else None
-    return EventLogSpec(None if sources and not d.path else events_path(cfg), columns, list(d.purchase_types),
-                        list(d.return_types), d.on_bad_rows, d.dedupe, d.min_year, list(d.known_types),
-                        dict(d.event_types), d.channel, d.timezone, d.format, sources, id_map)
-
-
-def load_attributes(cfg: DictConfig, store: SequenceStore, encoder: dict | None = None) -> Attributes | None:
-    """data.attributes: the table, its encoder (``encoder``: a bundle's, else fitted on the store's customers)
-    and, with data.attributes.model, the store's model inputs (store.attributes, set in place)."""
-    a = cfg.data.attributes
-    if not a.path:
-        if encoder:
-            log.warning("the bundle's model was trained with customer attributes and data.attributes.path is not "
-                        "set: every customer's attributes are unknown to it")
-        return None
-    table = read_attributes(AttributeSpec(str(a.path), a.id_column, list(a.report_only), list(a.drop),
-                                          a.max_categories))
-    fitted = (AttributeEncoder.from_dict(encoder) if encoder else
-              AttributeEncoder.fit(table, list(a.report_only), a.max_categories, store.customer_ids))
-    known = int((lookup(table["customer_id"], store.customer_ids) >= 0).sum())
-    log.info("attributes: %d rows in %s, %d of %d customers known; %s", table.num_rows, a.path, known,
-             store.n_customers, f"{fitted.width} model inputs from {fitted.numeric + fitted.categorical}"
-             if a.model or encoder else "describing the segments only (data.attributes.model=false)")
-    if a.model or encoder:
-        store.attributes = fitted.matrix(table, store.customer_ids)
-    return Attributes(table, fitted)
-
-
 def load_data(cfg: DictConfig, vocabs: dict | None = None, attributes: dict | None = None) -> Data:
     """Read, validate and pack the event log, and stop on a data-quality figure over its threshold; with
     data.cutoff, keep only the history before it. ``vocabs`` and ``attributes`` (an attribute encoder's
     dict): a trained model's own."""
     d = cfg.data
-    spec = event_log_spec(cfg)
+    if d.attributes.path:  # a wrong path or column name fails now, not after the log is read
+        check_attribute_spec(attribute_spec(cfg))
+    spec = event_log_spec(cfg, None if cfg.data.sources and not cfg.data.path else events_path(cfg))
     for source in spec.all_sources():
-        check_columns(resolve_files(source.path, source.format), source.columns, d.strict)
+        check_columns(resolve_files(source.path, source.format), source.columns, d.strict, source.format)
     store, report = load_store(spec, min_count=d.min_count, vocabs=vocabs)
     quality = {**report.quality.to_dict(), "thresholds": {key: d[key] for key in QUALITY_LIMITS}}
     log.info("data quality: %s (data_quality.json)", quality_summary(quality))
@@ -200,6 +161,8 @@ def load_data(cfg: DictConfig, vocabs: dict | None = None, attributes: dict | No
             "dropped_null_ts": report.dropped_null_ts, "dropped_null_event_type": report.dropped_null_event_type,
             "dropped_bad_ts": report.dropped_bad_ts, "dropped_bad_customer": report.dropped_bad_customer,
             "duplicates_removed": report.duplicates_removed,
+            "dropped_unmapped_customer": report.dropped_unmapped_customer,
+            "dropped_conflicting_customer": report.dropped_conflicting_customer,
             "cutoff": cutoff}
     return Data(store, info, as_of, future, quality, customer_attributes)
 
@@ -232,7 +195,7 @@ def fit(cfg: DictConfig, data: Data):
     model = instantiate(cfg.model, vocab_sizes=vocab_sizes, spend_scale=dm.spend_scale, unit=dm.unit,
                         attributes=width, _convert_="all")
     if width:  # what the head reads for a customer the attributes table does not know
-        model.attribute_unknown.copy_(torch.from_numpy(data.attributes.encoder.matrix(data.attributes.table, [""])[0]))
+        model.attribute_unknown.copy_(torch.from_numpy(unknown_attributes(data.store, data.attributes)))
     if cfg.forecast.weight > 0:
         check_forecast_data(cfg, data)
         # a sample: the standardisation needs no more, and the context of a whole base costs memory
@@ -385,7 +348,8 @@ def represent(cfg: DictConfig, data: Data, arrays: dict[str, np.ndarray],
         start, _ = data.store.time_range()
         horizon = min(cfg.forecast.horizon_days, (data.as_of - start) / 2 / 86400)
         fitted = Representation.fit(data.store, data.as_of, horizon, r.factors, r.value_weight,
-                                    r.sequence_weight, r.profile_weight, seed=cfg.seed)
+                                    r.sequence_weight, r.profile_weight, seed=cfg.seed,
+                                    attribute_unknown=unknown_attributes(data.store, data.attributes))
     value = fitted.value(data.store, data.as_of)
     arrays["embedding"] = fitted.transform(data.store, data.as_of, arrays["sequence"], value)
     arrays["predicted_spend"] = value**2
@@ -443,6 +407,7 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
     for name in described.column_names[1:]:
         profiles = profiles.append_column(name, described[name])
     who = None
+    (bundle.path / SEGMENT_ATTRIBUTES_FILE).unlink(missing_ok=True)  # a base bundle's, of other segments
     if data.attributes is not None:  # who each segment's customers are: the attributes' values by lift
         who = data.attributes.encoder.describe(data.attributes.table, ids, labels, len(centroids))
         (bundle.path / SEGMENT_ATTRIBUTES_FILE).write_text(json.dumps(who, indent=1))
@@ -470,25 +435,6 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
                  data_quality=json.loads(quality.read_text()) if quality.exists() else None)
     bundle.manifest["k"] = len(centroids)
     bundle.manifest.setdefault("counts", {})["segments"] = len(centroids)
-
-
-def attributes_markdown(who: list[dict], top: int = 2) -> str:
-    """A table of segments x attribute columns: each cell the values most over-represented (share, lift)."""
-    columns = list(dict.fromkeys(c for w in who for c in w["columns"]))
-    lines = ["| segment | customers with attributes | " + " | ".join(columns) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in columns) + " |"]
-    for w in who:
-        cells = []
-        for c in columns:
-            d = w["columns"].get(c) or {}
-            if "top" in d:
-                cells.append(", ".join(f"{t['value']} ({t['share']:.0%}, x{t['lift']:.1f})" for t in d["top"][:top]))
-            elif "mean" in d and d["mean"] is not None:
-                cells.append(f"{d['mean']:.3g} (base {d['base_mean']:.3g})")
-            else:
-                cells.append("")
-        lines.append(f"| {w['segment']} | {w['known_share']:.0%} of {w['size']:,} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def write_embeddings(bundle: BundleWriter, data: Data, arrays: dict[str, np.ndarray]) -> pa.Table | None:
@@ -722,6 +668,10 @@ def run_embed(cfg: DictConfig) -> Path | None:
     model, payload = load_model(source / MODEL_FILE)
     encoder = json.loads((source / ATTRIBUTES_FILE).read_text()) if (source / ATTRIBUTES_FILE).exists() else None
     data = load_data(cfg, vocabs=payload["vocabs"], attributes=encoder)
+    if encoder is None and data.store.attributes is not None:  # the bundle's model reads none
+        log.info("data.attributes.model: the bundle's model was trained without attributes; they describe the "
+                 "segments only")
+        data.store.attributes = None
     arrays = embed(cfg, model, data, payload["hparams"]["spend_scale"])
     if arrays is None:
         return None

@@ -119,8 +119,10 @@ class Representation:
     @classmethod
     def fit(cls, store: SequenceStore, as_of: int, horizon_days: float = 30.0, factors: int = 64,
             value_weight: float = 0.65, sequence_weight: float = 0.5, profile_weight: float = 0.5,
-            ridge: float = 1.0, seed: int = 0) -> Representation:
-        """Profile factors from the store's purchases; the value model by replaying its last horizon."""
+            ridge: float = 1.0, seed: int = 0, attribute_unknown: np.ndarray | None = None) -> Representation:
+        """Profile factors from the store's purchases; the value model by replaying its last horizon (with the
+        store's attributes as inputs, when it has them: ``attribute_unknown`` is the row of a customer without
+        one, float32 [width])."""
         from sklearn.utils.extmath import randomized_svd
 
         counts = token_counts(store)
@@ -131,7 +133,9 @@ class Representation:
         components = np.ascontiguousarray(vt.T, dtype=np.float32)
 
         cut = as_of - int(horizon_days * DAY)
-        unknown = np.zeros(0 if store.attributes is None else store.attributes.shape[1], np.float32)
+        width = 0 if store.attributes is None else store.attributes.shape[1]
+        unknown = (np.zeros(0, np.float32) if not width else np.zeros(width, np.float32) if attribute_unknown is None
+                   else np.asarray(attribute_unknown, np.float32))
         x = value_inputs(store, cut, unknown)
         nonempty = np.flatnonzero(store.lengths() > 0)
         rows = nonempty[np.asarray(store.columns["ts"])[store.offsets[:-1][nonempty]] < cut]

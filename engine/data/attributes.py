@@ -121,15 +121,23 @@ def _ids(column: pa.ChunkedArray, file: str, name: str) -> pa.ChunkedArray:
     return ids
 
 
-def read_attributes(spec: AttributeSpec) -> pa.Table:
-    """The attributes file as a Table: ``customer_id`` string [n] first, then the file's columns as read, less
-    ``spec.drop`` (never read: a Parquet projection, CSV include_columns)."""
+def check_spec(spec: AttributeSpec) -> list[str]:
+    """The file's columns, read from its header alone; an AttributesError when the file is missing or lacks a
+    column the spec names (a run checks this before it reads the event log)."""
     file = str(spec.path)
     if not os.path.isfile(file):
         raise AttributesError(f"{file}: no such file (expected one Parquet or CSV file of customer attributes; "
                               "set data.attributes.path)")
     found = _header(file)
     _check_names(file, found, spec)
+    return found
+
+
+def read_attributes(spec: AttributeSpec) -> pa.Table:
+    """The attributes file as a Table: ``customer_id`` string [n] first, then the file's columns as read, less
+    ``spec.drop`` (never read: a Parquet projection, CSV include_columns)."""
+    file = str(spec.path)
+    found = check_spec(spec)
     wanted = [c for c in found if c not in spec.drop]
     try:
         if file.endswith(".csv"):  # ids stay text ('007' is not 7); an empty cell is unknown
@@ -207,8 +215,10 @@ class AttributeEncoder:
 
     @classmethod
     def fit(cls, table: pa.Table, report_only: list[str] = (), max_categories: int = 20,
-            customer_ids=None) -> AttributeEncoder:
-        """Fit on the rows of ``table`` (read_attributes), only those of ``customer_ids`` when given."""
+            customer_ids=None, min_count: int = 5) -> AttributeEncoder:
+        """Fit on the rows of ``table`` (read_attributes), only those of ``customer_ids`` when given. A
+        categorical value held by fewer than ``min_count`` customers gets no column of its own ("other"), so the
+        encoder saved in the bundle never names a value that points at a few customers."""
         if customer_ids is not None:
             rows = lookup(table["customer_id"], customer_ids)
             table = table.take(pa.array(np.unique(rows[rows >= 0])))
@@ -225,7 +235,8 @@ class AttributeEncoder:
         vocab = {}
         for c in (c for c in model if c not in numeric):
             counts = pc.value_counts(_text(table[c], c))
-            counts = counts.filter(pc.is_valid(counts.field("values")))
+            counts = counts.filter(pc.and_(pc.is_valid(counts.field("values")),
+                                           pc.greater_equal(counts.field("counts"), min_count)))
             tokens = counts.field("values").to_numpy(zero_copy_only=False).astype(str)
             order = np.lexsort((tokens, -counts.field("counts").to_numpy()))
             vocab[c] = [str(t) for t in tokens[order][:max_categories]]
@@ -308,7 +319,8 @@ def _numeric_summary(column, name, rows, labels, valid, size, k, min_count) -> l
     ok = valid & ~np.isnan(values)
     sums, counts = np.bincount(labels[ok], values[ok], k), np.bincount(labels[ok], minlength=k)
     base = round(float(values[ok].mean()), 4) if ok.any() else None
-    return [{"mean": round(float(sums[s] / counts[s]), 4) if counts[s] else None, "base_mean": base,
+    # a mean of fewer than min_count customers would publish their values: left out
+    return [{"mean": round(float(sums[s] / counts[s]), 4) if counts[s] >= max(min_count, 1) else None, "base_mean": base,
              "known_share": _share(counts[s], size[s])} for s in range(k)]
 
 

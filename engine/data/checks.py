@@ -32,17 +32,18 @@ class StrictDataError(ValueError):
     """A data warning turned into an error by data.strict=true."""
 
 
-def column_names(file: str) -> list[str]:
-    """The columns of one Parquet or CSV file (its schema or header only)."""
-    if file.endswith(".csv"):
+def column_names(file: str, format: str = "auto") -> list[str]:
+    """The columns of one Parquet or CSV file (its schema or header only); ``format``: auto (by extension),
+    parquet or csv."""
+    if format == "csv" or (format == "auto" and file.endswith(".csv")):
         return pacsv.open_csv(file).schema.names
     return pq.read_schema(file).names
 
 
-def column_findings(file: str, columns: Columns) -> tuple[list[str], list[str]]:
+def column_findings(file: str, columns: Columns, format: str = "auto") -> tuple[list[str], list[str]]:
     """(warnings, ignored columns) for one file: a canonical field mapped to a column the file lacks while
     another column looks like it, and the columns nothing reads."""
-    found = column_names(file)
+    found = column_names(file, format)
     lower = {name.lower(): name for name in found}
     mapped = {getattr(columns, f) for f in CANONICAL}
     warnings = []
@@ -66,11 +67,11 @@ def warn(messages: list[str], strict: bool) -> None:
         log.warning("%s", message)
 
 
-def check_columns(files: list[str], columns: Columns, strict: bool = False) -> None:
+def check_columns(files: list[str], columns: Columns, strict: bool = False, format: str = "auto") -> None:
     """Warn (or, strict, fail) about look-alike columns left unmapped; say which columns are ignored."""
     if not files:
         return
-    warnings, ignored = column_findings(files[0], columns)
+    warnings, ignored = column_findings(files[0], columns, format)
     if ignored:
         log.info("%s: columns not read (not mapped to a field): %s", files[0], ignored)
     warn(warnings, strict)

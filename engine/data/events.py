@@ -349,9 +349,9 @@ def _canonical(raw: dict[str, pa.ChunkedArray] | _ParquetColumns, file: str, spe
     n = len(raw["customer_id"])
     report.rows_read += n
     cols = {"customer_id": _dictionary(raw.pop("customer_id"))}
-    unmapped = conflicting = None
+    unmapped = conflicting = kept = None
     if keys is not None:
-        cols["customer_id"], unmapped, conflicting = keys.apply(cols["customer_id"])
+        cols["customer_id"], unmapped, conflicting, kept = keys.apply(cols["customer_id"])
     cols["ts"], not_finite = _timestamps(raw.pop("ts"), file, source["ts"], src.timezone)
     release_arrow_memory()
     for name in CATEGORICAL:
@@ -366,6 +366,7 @@ def _canonical(raw: dict[str, pa.ChunkedArray] | _ParquetColumns, file: str, spe
         cols["channel"] = _fill(cols["channel"], str(src.channel))
 
     quality.begin(report.files.index(file), cols["channel"])
+    quality.count("unmapped_kept", kept)
     bad = _bad_rows(cols, not_finite, file, spec, source, report, quality, unmapped, conflicting)
     quality.count("negative_amount", _check_numbers(cols, bad, file, spec, source))
     quality.count_file(cols, bad, absent)

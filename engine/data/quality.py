@@ -24,7 +24,8 @@ COLUMNS = ("customer_id", "ts", "event_type", "item_id", "category", "amount", "
 DROPPED = ("null_customer", "null_event_type", "null_ts", "ts_not_finite", "ts_out_of_range",
            "unaddressable_customer", "unmapped_customer", "conflicting_customer")
 EVENTS = ("duplicates", "out_of_order", "ts_before_floor", "ts_in_future", "unknown_event_type",
-          "negative_amount", "negative_purchase_amount", "item_without_category")
+          "negative_amount", "negative_purchase_amount", "item_without_category",
+          "unmapped_kept")  # unmapped_kept: rows of a key the id map lacks, kept as '<source>:<key>' (unmapped=keep)
 MAX_CHANNELS = 20  # channels listed one by one; the others are summed into one entry
 MAX_PAIRED_FILES = 8  # up to this many files, the customers of every pair of them are counted
 MAX_CUSTOMER_CELLS = 1 << 24  # customers x channels, at most, for counting each channel's customers

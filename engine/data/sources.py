@@ -52,22 +52,27 @@ class KeyMap:
     unmapped: str = "drop"
     prefix: str = ""
 
-    def apply(self, column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray | None, np.ndarray | None]:
-        """(customer_id, unmapped, conflicting): ``column`` (a dictionary column of keys) with every mapped key
-        replaced by its customer; bool [n] the rows whose key the table lacks and the rows whose key it maps
-        to several customers (None where none is). With unmapped=keep an unmapped key becomes
-        ``prefix + key`` and is not flagged. The keys are looked up once, in the column's unified dictionary
-        (a Parquet file's row groups each bring their own)."""
+    def apply(self, column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray | None, np.ndarray | None,
+                                                      np.ndarray | None]:
+        """(customer_id, unmapped, conflicting, kept): ``column`` (a dictionary column of keys) with every
+        mapped key replaced by its customer; bool [n] the rows whose key the table lacks, those whose key it
+        maps to several customers, and (unmapped=keep) those whose unmapped key became the customer
+        ``prefix + key`` (None where none is). A blank key stays blank: a null customer, never one customer
+        of all blanks. The keys are looked up once, in the column's unified dictionary (a Parquet file's row
+        groups each bring their own)."""
         column = column.unify_dictionaries()
         words = column.chunk(0).dictionary.cast(pa.string()) if column.num_chunks else pa.array([], pa.string())
         at = pc.index_in(words, value_set=self.keys)
         conflicting = pc.is_in(words, value_set=self.conflicting)
-        unmapped = pc.and_(pc.is_null(at), pc.invert(conflicting))
+        blank = pc.equal(pc.utf8_trim_whitespace(words), "")
+        unmapped = pc.and_(pc.and_(pc.is_null(at), pc.invert(conflicting)), pc.invert(blank))
         keep = self.unmapped == "keep"
-        other = pc.binary_join_element_wise(pa.scalar(self.prefix), words, "") if keep else words
+        other = (pc.if_else(blank, words, pc.binary_join_element_wise(pa.scalar(self.prefix), words, "")) if keep
+                 else words)
         mapped = _recode(column, pc.if_else(pc.is_valid(at), pc.take(self.customers, pc.fill_null(at, 0)), other)
                          if len(self.keys) else other)
-        return mapped, None if keep else _token_rows(column, unmapped), _token_rows(column, conflicting)
+        flagged = _token_rows(column, unmapped)
+        return mapped, None if keep else flagged, _token_rows(column, conflicting), flagged if keep else None
 
 
 
@@ -154,7 +159,7 @@ def read_id_map(spec: IdMap) -> pa.Table:
             names = pacsv.open_csv(spec.path).schema.names
             types = {c: pa.string() for c in wanted}
             table = pacsv.read_csv(spec.path, convert_options=pacsv.ConvertOptions(
-                column_types=types, include_columns=[c for c in wanted if c in names]))
+                column_types=types, include_columns=[c for c in wanted if c in names], strings_can_be_null=True))
         else:
             names = pq.read_schema(spec.path).names
             table = pq.read_table(spec.path, columns=[c for c in wanted if c in names])
@@ -166,9 +171,14 @@ def read_id_map(spec: IdMap) -> pa.Table:
                           "data.id_map.customer_id and data.id_map.source to its columns)")
     columns = {"key": _ids(table[spec.key], spec.path, spec.key),
                "customer_id": _ids(table[spec.customer_id], spec.path, spec.customer_id),
-               "source": (pc.cast(table[spec.source], pa.string()).combine_chunks() if spec.source
+               "source": (_blank_to_null(pc.cast(table[spec.source], pa.string()).combine_chunks()) if spec.source
                           else pa.nulls(table.num_rows, pa.string()))}
     return pa.table(columns).group_by(["key", "customer_id", "source"]).aggregate([])
+
+
+def _blank_to_null(column: pa.Array) -> pa.Array:
+    """A string column with its empty or whitespace-only values null (a blank source: every source)."""
+    return pc.if_else(pc.equal(pc.utf8_trim_whitespace(column), ""), pa.scalar(None, pa.string()), column)
 
 
 def key_map(table: pa.Table, source: str, unmapped: str = "drop") -> KeyMap:

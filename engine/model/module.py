@@ -70,8 +70,8 @@ class CustomerEncoder(pl.LightningModule):
         # The context's standardisation, from the training base (set_context_scale); saved with the weights.
         self.register_buffer("context_mean", torch.zeros(CONTEXT_FEATURES + attributes))
         self.register_buffer("context_scale", torch.ones(CONTEXT_FEATURES + attributes))
-        # the attribute inputs of a customer the attributes table does not know (a store without them)
-        self.register_buffer("attribute_unknown", torch.zeros(attributes))
+        if attributes:  # the attribute inputs of a customer the attributes table does not know (a store without them)
+            self.register_buffer("attribute_unknown", torch.zeros(attributes))
         # Item affinity: cosine logits between the embedding and one vector per (frequent) item.
         self.n_head_items = min(vocab_sizes[1], item_head_size)
         if item_weight:

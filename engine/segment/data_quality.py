@@ -51,7 +51,9 @@ def _lead(quality: dict) -> str:
     total = quality["total"]
     rows, d = total["rows_read"], total.get("events_per_customer") or {}
     text = (f"{count(rows)} events read from {len(quality['files'])} file(s) at {quality['run_at'][:16].replace('T', ' ')} "
-            f"UTC: {count(total['rows_kept'])} kept, {_share(total['rows_dropped'], rows)} dropped as bad rows, "
+            f"UTC: {count(total['rows_kept'])} kept, {_share(total['rows_dropped'], rows)} dropped as bad rows"
+            + (" or keys the id map lacks or maps to several customers" if any(
+                total["dropped"].get(r) for r in ("unmapped_customer", "conflicting_customer")) else "") + ", "
             f"{_share(total['duplicates'], rows)} duplicates removed.")
     if d.get("customers"):
         text += (f" {count(d['customers'])} customers; events per customer: median {number(d['median'], 0)}, middle "

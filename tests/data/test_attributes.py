@@ -57,7 +57,7 @@ def test_whole_float_ids_become_integers_and_a_fraction_is_refused(tmp_path):
 
 def test_encoder_kinds_names_and_unknowns(tmp_path):
     table = read_attributes(AttributeSpec(customers(tmp_path), id_column="id", report_only=["gender"]))
-    encoder = AttributeEncoder.fit(table, report_only=["gender"])
+    encoder = AttributeEncoder.fit(table, report_only=["gender"], min_count=1)
     assert encoder.numeric == ["income", "size"] and encoder.categorical == ["kids", "region"]
     assert encoder.names == ["income", "income:missing", "size", "size:missing",
                              "kids=0", "kids=1", "kids=3+", "kids=other", "kids=unknown",
@@ -78,7 +78,7 @@ def test_encoder_kinds_names_and_unknowns(tmp_path):
 def test_rare_and_unseen_values_are_other(tmp_path):
     path = write_parquet(tmp_path / "a.parquet", {"customer_id": list("abcdef"), "tier": list("xxxyyz")})
     table = read_attributes(AttributeSpec(path))
-    encoder = AttributeEncoder.fit(table, max_categories=2)
+    encoder = AttributeEncoder.fit(table, max_categories=2, min_count=1)
     assert encoder.vocab == {"tier": ["x", "y"]}
     served = pa.table({"customer_id": ["f", "g"], "tier": ["z", "new"]})  # z rare in training, new unseen
     m = encoder.matrix(served, ["f", "g", "a"])
@@ -87,10 +87,10 @@ def test_rare_and_unseen_values_are_other(tmp_path):
 
 def test_round_trip_through_json_gives_the_same_matrix(tmp_path):
     table = read_attributes(AttributeSpec(customers(tmp_path), id_column="id", report_only=["gender"]))
-    encoder = AttributeEncoder.fit(table, report_only=["gender"])
+    encoder = AttributeEncoder.fit(table, report_only=["gender"], min_count=1)
     again = AttributeEncoder.from_dict(json.loads(json.dumps(encoder.to_dict())))
     assert again == encoder
-    sub = AttributeEncoder.fit(table, ["gender"], customer_ids=["1001", "1002", "x"])  # kids "0", "1": numbers
+    sub = AttributeEncoder.fit(table, ["gender"], customer_ids=["1001", "1002", "x"], min_count=1)  # kids "0", "1": numbers
     assert sub.numeric == ["income", "size", "kids"] and sub.means == [15.0, 1.5, 0.5]
     ids = np.array(["1004", "1001", "nobody", "1002", "1003"])
     assert np.array_equal(again.matrix(table, ids), encoder.matrix(table, ids))
@@ -119,7 +119,7 @@ def test_csv_file(tmp_path):
     path.write_text("customer_id,age,region\n007,31,north\n8,,south\n9,45,\n")
     table = read_attributes(AttributeSpec(str(path)))
     assert table["customer_id"].to_pylist() == ["007", "8", "9"]  # CSV ids stay text
-    encoder = AttributeEncoder.fit(table)
+    encoder = AttributeEncoder.fit(table, min_count=1)
     assert encoder.numeric == ["age"] and encoder.categorical == ["region"]
     m = encoder.matrix(table, ["8", "9"])
     assert m[:, 1].tolist() == [1, 0] and m[:, encoder.names.index("region=unknown")].tolist() == [0, 1]
@@ -128,7 +128,7 @@ def test_csv_file(tmp_path):
 def test_all_null_column_is_unknown(tmp_path):
     path = write_parquet(tmp_path / "a.parquet", {"customer_id": ["a", "b"], "x": pa.nulls(2, pa.string())})
     table = read_attributes(AttributeSpec(path))
-    encoder = AttributeEncoder.fit(table)
+    encoder = AttributeEncoder.fit(table, min_count=1)
     assert encoder.names == ["x=other", "x=unknown"]
     assert encoder.matrix(table, ["a", "z"]).tolist() == [[0, 1], [0, 1]]
 
@@ -164,7 +164,7 @@ def test_missing_and_unreadable_files(tmp_path):
 
 def test_describe_keeps_report_only_columns_out_of_the_model_but_in_the_profile(tmp_path):
     table = read_attributes(AttributeSpec(customers(tmp_path), id_column="id", report_only=["gender"]))
-    encoder = AttributeEncoder.fit(table, report_only=["gender"])
+    encoder = AttributeEncoder.fit(table, report_only=["gender"], min_count=1)
     ids = ["1001", "1002", "1003", "1004", "x", "y"]
     segments = encoder.describe(table, ids, np.array([0, 1, 0, 1, 0, 1]), k=2, min_count=1)
     assert [s["size"] for s in segments] == [3, 3] and [s["known_share"] for s in segments] == [0.6667, 0.6667]
@@ -203,3 +203,14 @@ def test_describe_on_the_demographics_matches_a_hand_count():
             assert [t["lift"] for t in got["top"]] == pytest.approx([lifts[v] for v in best], abs=1e-3)
             assert [t["share"] for t in got["top"]] == pytest.approx([mine[v] / known for v in best], abs=1e-4)
             assert got["known_share"] == pytest.approx(known / int((labels == s).sum()), abs=1e-4)
+
+
+def test_a_value_of_fewer_than_five_customers_gets_no_column_of_its_own():
+    table = pa.table({"customer_id": [str(i) for i in range(12)],
+                      "region": ["north"] * 6 + ["south"] * 5 + ["x@example.com"]})
+    encoder = AttributeEncoder.fit(table)
+    assert encoder.vocab == {"region": ["north", "south"]}  # the one-customer value is "other", never named
+    assert "x@example.com" not in json.dumps(encoder.to_dict())
+    row = encoder.matrix(table, ["11"])[0]
+    assert row[encoder.names.index("region=other")] == 1
+

@@ -238,3 +238,39 @@ def test_a_log_too_small_to_train_on_says_so(tmp_path):
     with pytest.raises(ValueError, match=r"fit: the log has 3 customer\(s\), \d+ to train the encoder on and \d+ "
                                          r"to validate it .* use a larger log"):
         run(pipeline.run_fit, sources_overrides(shop(tmp_path), tmp_path) + ["forecast.weight=0"])
+
+
+def test_kept_keys_are_counted_and_a_blank_key_is_no_customer(tmp_path):
+    files = shop(tmp_path)
+    text = Path(files["web"]).read_text() + f"   ,{(T0 + 50) * 1000},view,milk,web\n"
+    Path(files["web"]).write_text(text)
+    spec = spec_of(files, unmapped="keep")
+    spec.on_bad_rows = "drop"
+    store, report = load_store(spec)
+    assert "web:   " not in store.customer_ids.to_pylist() and "web:" not in store.customer_ids.to_pylist()
+    web = next(f for f in report.quality.to_dict()["files"] if f["source"] == "web")
+    assert web["unmapped_kept"] == 2 and web["dropped"]["null_customer"] == 1
+
+
+def test_a_blank_source_in_the_id_map_applies_to_every_source(tmp_path):
+    files = shop(tmp_path)
+    (tmp_path / "ids.csv").write_text("email_hash,loyalty,system\nh1,101,\nh2,102, \n")
+    spec = spec_of(files)
+    spec.id_map.source = "system"
+    _, report = load_store(spec)
+    assert report.dropped_unmapped_customer == 3  # h3 and h9 twice; h1 (twice) and h2 map
+    assert report.dropped_conflicting_customer == 0 and report.quality.to_dict()["files"][1]["rows_kept"] == 3
+
+
+def test_sources_take_the_top_level_defaults_and_a_csv_format_for_any_extension(tmp_path):
+    files = shop(tmp_path)
+    text = tmp_path / "web.txt"
+    text.write_text(Path(files["web"]).read_text())
+    overrides = sources_overrides({**files, "web": text}, tmp_path)
+    overrides[0] = overrides[0].replace("timezone: America/New_York, ", "").replace("map_ids: true,",
+                                                                                    "map_ids: true, format: csv,")
+    cfg = compose_config(overrides + ["data.timezone=America/New_York"])
+    data = pipeline.load_data(cfg)
+    pos = timeline(data.store, "101")[2]
+    assert pos == (T0 + 13 * 3600, "purchase", "milk", "store")  # New York time, from data.timezone
+    assert data.info["dropped_unmapped_customer"] == 2

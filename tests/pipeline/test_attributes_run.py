@@ -114,6 +114,19 @@ def test_by_default_the_attributes_describe_segments_and_stay_out_of_the_model(s
                                  f"data.attributes.path={CJ / 'demographics.parquet'}",
                                  "data.attributes.id_column=household_id", "recommend.enabled=false"])
     assert not (out / "attributes.json").exists() and SequenceStore.open(out / "store").attributes is None
-    assert load_model(out / "model.pt")[1]["hparams"]["attributes"] == 0
+    model, payload = load_model(out / "model.pt")
+    assert payload["hparams"]["attributes"] == 0
+    assert "attribute_unknown" not in model.state_dict()  # the weights of a model without: as bundles before
     who = json.loads((out / "segment_attributes.json").read_text())
     assert len(who) == 3 and {"age", "income", "kids_count"} <= set(who[0]["columns"])
+
+
+def test_a_wrong_attributes_column_fails_before_the_log_is_read(sample):
+    from engine.data.attributes import AttributesError
+    from tests.conftest import compose_config
+
+    cfg = compose_config([f"data.path={sample}", f"data.attributes.path={CJ / 'demographics.parquet'}",
+                          "data.attributes.id_column=household"])
+    with pytest.raises(AttributesError, match=r"no id column 'household'"):
+        pipeline.load_data(cfg)
+

@@ -100,12 +100,17 @@ def test_unmapped_keys_kept_as_customers_of_their_own(tmp_path):
     assert report.dropped_unmapped_customer == 0 and report.dropped_conflicting_customer == 1  # never merged
 
 
-def test_id_map_rows_for_one_source_only(tmp_path):
+def with_source_column(tmp_path: Path, rows: str):
+    """load_store of the shop with an id map whose 'system' column names each row's source."""
     files = shop(tmp_path)
-    (tmp_path / "ids.csv").write_text("email_hash,loyalty,system\nh1,101,web\nh2,102,crm\n")
+    (tmp_path / "ids.csv").write_text("email_hash,loyalty,system\n" + rows)
     spec = spec_of(files)
     spec.id_map.source = "system"
-    store, report = load_store(spec)
+    return load_store(spec)
+
+
+def test_id_map_rows_for_one_source_only(tmp_path):
+    store, report = with_source_column(tmp_path, "h1,101,web\nh2,102,crm\n")
     assert report.dropped_unmapped_customer == 4  # h2 belongs to another system, h3 and h9 to none
     assert [e[3] for e in timeline(store, "101")][:2] == ["app", "web"]
 
@@ -253,11 +258,7 @@ def test_kept_keys_are_counted_and_a_blank_key_is_no_customer(tmp_path):
 
 
 def test_a_blank_source_in_the_id_map_applies_to_every_source(tmp_path):
-    files = shop(tmp_path)
-    (tmp_path / "ids.csv").write_text("email_hash,loyalty,system\nh1,101,\nh2,102, \n")
-    spec = spec_of(files)
-    spec.id_map.source = "system"
-    _, report = load_store(spec)
+    _, report = with_source_column(tmp_path, "h1,101,\nh2,102, \n")
     assert report.dropped_unmapped_customer == 3  # h3 and h9 twice; h1 (twice) and h2 map
     assert report.dropped_conflicting_customer == 0 and report.quality.to_dict()["files"][1]["rows_kept"] == 3
 

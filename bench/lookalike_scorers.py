@@ -7,9 +7,9 @@ variants tried to close issue 11's product gap, on the tasks bench/quality.py sc
 The signature scorer reads the purchase history only (no encoder), so each variant is scored on the same
 tasks in seconds: for categories and products bought after the cutoff by 2-30% of the customers, half the
 later buyers are the seeds and the rest must be found among all non-seeds (engine.index.evaluation). The
-seed draws the tasks and the SVD. One row, "future activity (told the answer)", is not a scorer: it ranks the
-customers without the signature by their true number of purchases after the cutoff, to show how far better
-activity forecasts alone could lift the figure. Writes bench/results/lookalike_scorers.md and .json.
+seed draws the tasks and the SVD. The rows "told the answer" are not scorers: they rank by the customers' true
+number of purchases after the cutoff (alone, or beside the signature and the regression), to show how far a
+better activity forecast could lift the figure. Writes bench/results/lookalike_scorers.md and .json.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ VARIANTS = {
     "cooccurrence": "default + 0.1 x rank of the items co-bought with the signature's",
     "boosting": "signature + 0.2 x rank of gradient boosting (cross-fitted; signature, value, SVD, LR inputs)",
     "activity_oracle": "signature + 0.2 x rank of the future purchase count (told the answer)",
+    "activity_oracle_lr": "signature + 0.2 x rank of (LR rank + future purchase count rank) (told the answer)",
+    "activity_oracle_half": "signature + 0.5 x rank of (LR rank + future purchase count rank) (told the answer)",
+    "activity_oracle_alone": "the future purchase count alone (told the answer)",
 }
 
 
@@ -100,14 +103,16 @@ class Scorers:
         self.f = signature.SignatureFeatures.from_store(store, as_of)
         self.n, self.seed = self.f.n, seed
         tfidf = evaluation.tfidf_histories(store)
-        u, s, _ = randomized_svd(tfidf, 64, random_state=seed)
+        u, s, _ = randomized_svd(tfidf, min(64, min(tfidf.shape) - 1), random_state=seed)
         self.svd = normalize(u * s)
-        u, s, vt = randomized_svd(self.f.matrix, 32, random_state=seed)
+        u, s, vt = randomized_svd(self.f.matrix, min(32, min(self.f.matrix.shape) - 1), random_state=seed)
         self.low_u, self.low_vt = u * s, vt
         tokens = sum(not name.startswith("value:") for name in self.f.names)
         bought = self.f.matrix[:, :tokens].copy()
         bought.data[:] = 1.0
         self.tokens, self.bought, self.by_column = tokens, normalize(bought), normalize(bought, axis=0)
+        # "recent item:X" and "item:X" mark the same buyers: a signature column stands for both
+        self.base_name = np.array([name.removeprefix("recent ") for name in self.f.names[:tokens]])
         self.value = self.f.matrix[:, tokens:].toarray()
         self.future = np.bincount(future.customer_rows()[future.is_purchase()], minlength=self.n)
 
@@ -121,28 +126,33 @@ class Scorers:
         sig = np.asarray(x[:, cols] @ w).ravel()
         sig = sig / max(np.abs(sig).max(), 1e-12)
         lr = logistic(x, seeds, rest, 0.003)
-        out = {"default": sig + 0.2 * rank(lr), "lr": lr, "lr_c03": logistic(x, seeds, rest, 0.03),
+        out = {"default": signature.scores(f, seeds, seed=self.seed), "lr": lr, "lr_c03": logistic(x, seeds, rest, 0.03),
                "lr_crossfit": crossfit(lambda neg: logistic(x, seeds, neg, 0.01), n, seeds, self.seed),
                "tier": (sig > 0) + 0.99 * rank(lr),
                "svd_blend": sig + 0.2 * rank(lr) + 0.1 * rank(evaluation._centroid(self.svd, seeds)),
                "lowrank": sig + 0.2 * rank(lr) + 0.2 * rank(self.low_u @ (self.low_vt[:, cols] @ w)),
-               "activity_oracle": sig + 0.2 * rank(self.future)}
+               "activity_oracle": sig + 0.2 * rank(self.future),
+               "activity_oracle_lr": sig + 0.2 * rank(rank(lr) + rank(self.future)),
+               "activity_oracle_half": sig + 0.5 * rank(rank(lr) + rank(self.future)),
+               "activity_oracle_alone": self.future.astype(np.float64)}
         cols10, z10 = signature.signature(f, seeds, 10)
         sig10 = np.asarray(x[:, cols10] @ (z10 / np.sqrt(f.var[cols10] + 1e-3))).ravel()
         out["top10"] = sig10 / max(np.abs(sig10).max(), 1e-12) + 0.2 * rank(lr)
         token = cols < self.tokens
         similar = np.asarray((self.by_column.T @ self.by_column[:, cols[token]]).todense())
-        similar[cols[token], np.arange(token.sum())] = 0.0  # the signature's own columns are the default's
+        own = np.isin(self.base_name, self.base_name[cols[token]])
+        similar[own] = 0.0  # the signature's own columns (and their recent twins) are the default's already
         out["cooccurrence"] = out["default"] + 0.1 * rank(self.bought @ (similar @ w[token]))
-        inputs = np.c_[x[:, cols10].toarray(), self.value, self.svd[:, :16], lr,
-                       evaluation._centroid(self.svd, seeds)]
+        inputs = np.c_[x[:, cols10].toarray(), self.value, self.svd[:, :16], evaluation._centroid(self.svd, seeds)]
 
         def boosted(negatives: np.ndarray) -> np.ndarray:
+            # the regression input is refitted without the fold scored, as the booster is
+            features = np.c_[inputs, logistic(x, seeds, negatives, 0.003)]
             rows = np.concatenate([seeds, negatives])
             y = np.r_[np.ones(len(seeds)), np.zeros(len(negatives))]
             model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.05, max_leaf_nodes=8,
                                                    min_samples_leaf=20, l2_regularization=1.0, random_state=0)
-            return model.fit(inputs[rows], y).predict_proba(inputs)[:, 1]
+            return model.fit(features[rows], y).predict_proba(features)[:, 1]
 
         out["boosting"] = sig + 0.2 * rank(crossfit(boosted, n, seeds, self.seed))
         return out

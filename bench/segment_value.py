@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from scipy.stats import rankdata
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,7 +50,7 @@ def scales(value: np.ndarray) -> dict[str, np.ndarray]:
     median = max(float(np.median(value)), 1e-9)
     return {"linear": np.clip(value / top, 0, 1),
             "log": np.clip(np.log1p(value / median) / np.log1p(top / median), 0, 1),
-            "quantile": np.interp(value, np.quantile(value, np.linspace(0, 1, 101)), np.linspace(0, 1, 101))}
+            "quantile": (rankdata(value) - 1) / max(len(value) - 1, 1)}  # ties share their mean rank
 
 
 def main() -> None:
@@ -87,7 +88,7 @@ def main() -> None:
                         "spend": evaluation.eta_squared(labels, truth["spend"]),
                         "log_spend": evaluation.eta_squared(labels, np.log1p(truth["spend"])),
                         "purchases": evaluation.eta_squared(labels, truth["purchases"]),
-                        "behaviour": float(np.mean([evaluation.eta_squared(labels[bought], share[:, j])
+                        "behaviour": float(np.nanmean([evaluation.eta_squared(labels[bought], share[:, j])
                                                     for j in range(share.shape[1])]))})
     metrics = ("spend", "log_spend", "purchases", "behaviour")
     print("| value | scale | weight | " + " | ".join(metrics) + " |\n| --- | --- | --- | " + ("--- | " * len(metrics)).rstrip())

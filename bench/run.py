@@ -1,6 +1,6 @@
 """Every benchmark, each in its own subprocess, and one table of figures beside their references.
 
-    python bench/run.py [--quick] [--peer] [--threads N] [--only NAME ...]
+    python bench/run.py [--quick] [--peer] [--threads N] [--only NAME ...]   # --only: the others' rows carried over
 
 Runs bench/ingest.py, bench/throughput.py, bench/faiss_bench.py, bench/service.py and, when its virtual
 environment exists (``--peer`` makes it), bench/lifestream_peer.py on the same generated log as throughput.py.
@@ -78,6 +78,18 @@ def fresh_json(path: Path, since: float, name: str, log: list[str]) -> dict | No
         log.append(f"{name}: {path.relative_to(ROOT)} is older than this run; not used")
         return None
     return json.loads(path.read_text())
+
+
+def carry_over(results: dict, only: set[str], log: list[str]) -> None:
+    """With --only, the benchmarks not run keep their rows from the JSON an earlier run left, each named in a
+    note (results.md stays whole instead of shrinking to the rows just run). The JSONs carry no date, and a
+    checkout resets file times: the commit that wrote the file dates it."""
+    for name in ("ingest", "throughput", "peer", "faiss", "service"):
+        path = RESULTS / f"{name}.json"
+        if name in only or name in results or not path.exists():
+            continue
+        results[name] = json.loads(path.read_text())
+        log.append(f"{name}: not run now; its rows are an earlier run's, from {path.relative_to(ROOT)}")
 
 
 def install_peer(log: list[str]) -> bool:
@@ -368,6 +380,7 @@ def main() -> None:
     ):
         results["service"] = fresh_json(RESULTS / "service.json", started, "service", notes)
 
+    carry_over(results, only, notes)
     header = (
         f"# segment-engine benchmarks{' (--quick)' if args.quick else ''}\n\n"
         f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, load average "

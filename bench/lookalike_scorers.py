@@ -27,12 +27,12 @@ from scipy.stats import rankdata
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import engine.config  # noqa: E402,F401  registers the config schema
+from quality import CJ, LOGS, split_log  # noqa: E402
+
 from engine.index import evaluation, signature  # noqa: E402
 from engine.index.lookalike import average_precision, roc_auc  # noqa: E402
 
-CJ = ROOT.parent / "shared" / "data" / "completejourney" / "events.parquet"
-CUTOFF = "2017-07-03"
+CUTOFF = LOGS["completejourney"]["cutoff"]
 FOLDS = 5
 
 VARIANTS = {
@@ -51,18 +51,6 @@ VARIANTS = {
     "activity_oracle_half": "signature + 0.5 x rank of (LR rank + future purchase count rank) (told the answer)",
     "activity_oracle_alone": "the future purchase count alone (told the answer)",
 }
-
-
-def load(path: Path, cutoff: str):
-    """(history store, future store aligned by row, as_of): the log read and split as train.py does it."""
-    from hydra import compose, initialize_config_dir
-
-    from engine.pipeline import load_data
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        cfg = compose(config_name="config", overrides=[f"data.path={path}", f"data.cutoff={cutoff}"])
-    data = load_data(cfg)
-    return data.store, data.future, data.as_of
 
 
 def rank(x: np.ndarray) -> np.ndarray:
@@ -121,10 +109,7 @@ class Scorers:
 
         f, x, n = self.f, self.f.matrix, self.n
         rest = np.setdiff1d(np.arange(n), seeds)
-        cols, z = signature.signature(f, seeds, 3)
-        w = z / np.sqrt(f.var[cols] + 1e-3)
-        sig = np.asarray(x[:, cols] @ w).ravel()
-        sig = sig / max(np.abs(sig).max(), 1e-12)
+        sig, cols, w = signature.signature_score(f, seeds, 3)
         lr = logistic(x, seeds, rest, 0.003)
         out = {"default": signature.scores(f, seeds, seed=self.seed), "lr": lr, "lr_c03": logistic(x, seeds, rest, 0.03),
                "lr_crossfit": crossfit(lambda neg: logistic(x, seeds, neg, 0.01), n, seeds, self.seed),
@@ -135,9 +120,8 @@ class Scorers:
                "activity_oracle_lr": sig + 0.2 * rank(rank(lr) + rank(self.future)),
                "activity_oracle_half": sig + 0.5 * rank(rank(lr) + rank(self.future)),
                "activity_oracle_alone": self.future.astype(np.float64)}
-        cols10, z10 = signature.signature(f, seeds, 10)
-        sig10 = np.asarray(x[:, cols10] @ (z10 / np.sqrt(f.var[cols10] + 1e-3))).ravel()
-        out["top10"] = sig10 / max(np.abs(sig10).max(), 1e-12) + 0.2 * rank(lr)
+        sig10, cols10, _ = signature.signature_score(f, seeds, 10)
+        out["top10"] = sig10 + 0.2 * rank(lr)
         token = cols < self.tokens
         similar = np.asarray((self.by_column.T @ self.by_column[:, cols[token]]).todense())
         own = np.isin(self.base_name, self.base_name[cols[token]])
@@ -201,7 +185,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     start = time.perf_counter()
-    store, future, as_of = load(CJ, CUTOFF)
+    store, future, as_of = split_log(str(CJ), CUTOFF)
     results = []
     for seed in args.seeds:
         results.append(run(store, future, as_of, seed))

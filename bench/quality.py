@@ -56,6 +56,20 @@ LOOKALIKE_BASELINES = ("tfidf", "tfidf_svd", "tfidf_knn", "activity")
 SEGMENT_BASELINES = ("rfm_kmeans", "rfm_cells", "bgnbd_tiles")
 
 
+def split_log(path: str, cutoff: str):
+    """(history store, future store aligned by row, as_of): a log read and split at ``cutoff`` as train.py's
+    data.cutoff does it, for the studies that score without retraining (lookalike_scorers.py, segment_value.py)."""
+    from hydra import compose, initialize_config_dir
+
+    import engine.config  # noqa: F401  registers the config schema
+    from engine.pipeline import load_data
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose(config_name="config", overrides=[f"data.path={path}", f"data.cutoff={cutoff}"])
+    data = load_data(cfg)
+    return data.store, data.future, data.as_of
+
+
 def generated_log(work: Path) -> str:
     from engine.data.synthetic import SyntheticConfig, write
 

@@ -18,30 +18,21 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy.stats import rankdata
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import engine.config  # noqa: E402,F401  registers the config schema
+from quality import split_log  # noqa: E402
+
 from engine.data.summary import purchase_counts  # noqa: E402
-from engine.represent import Representation  # noqa: E402
+from engine.represent import Representation, place  # noqa: E402
 from engine.segment import evaluation  # noqa: E402
 from engine.segment.kmeans import spherical_kmeans  # noqa: E402
 
 WEIGHTS = (0.5, 0.65, 0.8)
-
-
-def load(log: str, cutoff: str):
-    from hydra import compose, initialize_config_dir
-
-    from engine.pipeline import load_data
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        cfg = compose(config_name="config", overrides=[f"data.path={log}", f"data.cutoff={cutoff}"])
-    data = load_data(cfg)
-    return data.store, data.future, data.as_of
 
 
 def scales(value: np.ndarray) -> dict[str, np.ndarray]:
@@ -59,31 +50,26 @@ def main() -> None:
     parser.add_argument("--cutoff", required=True)
     parser.add_argument("bundles", nargs="+", type=Path, help="bundles of stage=evaluate at that cutoff, one per seed")
     args = parser.parse_args()
-    store, future, as_of = load(args.log, args.cutoff)
+    store, future, as_of = split_log(args.log, args.cutoff)
     truth = evaluation.baselines.future_truth(future)
     counts = purchase_counts(future, "category").toarray().astype(np.float64)
     top = np.argsort(-(counts > 0).sum(0))[:20]
     bought = counts.sum(1) > 0
     share = counts[bought][:, top] / counts[bought].sum(1, keepdims=True)
-    ids = store.customer_ids.to_pylist()
     rows: dict[tuple, list[dict]] = {}
     for seed, bundle in enumerate(args.bundles):
-        table = pq.read_table(bundle / "embeddings.parquet")
-        where = {c: i for i, c in enumerate(table.column("customer_id").to_pylist())}
-        order = [where[c] for c in ids]
-        vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))[order].astype(np.float32)
+        embeddings, forecast = (pq.read_table(bundle / name) for name in ("embeddings.parquet", "forecast.parquet"))
+        order = pc.index_in(store.customer_ids, value_set=embeddings["customer_id"]).to_numpy()
+        vectors = np.stack(embeddings["embedding"].to_numpy(zero_copy_only=False))[order].astype(np.float32)
         rep = Representation.load(bundle / "representation.npz")
         behaviour = vectors[:, 2:] / np.sqrt(1.0 - float(rep.weights[0]))
-        forecast = pq.read_table(bundle / "forecast.parquet").to_pandas().set_index("customer_id").loc[ids]
-        values = {"ridge": rep.value(store, as_of), "head": np.sqrt(forecast["expected_spend"].to_numpy())}
+        spend = forecast["expected_spend"].to_numpy()[pc.index_in(store.customer_ids,
+                                                                    value_set=forecast["customer_id"]).to_numpy()]
+        values = {"ridge": rep.value(store, as_of), "head": np.sqrt(spend)}
         for source, value in values.items():
             for scale, u in scales(value).items():
                 for a in WEIGHTS:
-                    angle = np.pi * u
-                    v = np.hstack([np.sqrt(a) * np.stack([np.cos(angle), np.sin(angle)], 1),
-                                   np.sqrt(1.0 - a) * behaviour]).astype(np.float32)
-                    v /= np.linalg.norm(v, axis=1, keepdims=True)
-                    _, labels = spherical_kmeans(v, 8, seed=seed, niter=25, nredo=3)
+                    _, labels = spherical_kmeans(place(u, behaviour, a), 8, seed=seed, niter=25, nredo=3)
                     rows.setdefault((source, scale, a), []).append({
                         "spend": evaluation.eta_squared(labels, truth["spend"]),
                         "log_spend": evaluation.eta_squared(labels, np.log1p(truth["spend"])),

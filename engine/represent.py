@@ -99,6 +99,16 @@ def value_inputs(store: SequenceStore, as_of: int, unknown: np.ndarray) -> np.nd
     return np.hstack([x, np.asarray(attributes, dtype=np.float64)])
 
 
+def place(position: np.ndarray, behaviour: np.ndarray, value_weight: float) -> np.ndarray:
+    """float32 [n, 2 + d] unit vectors [sqrt(a) cos t, sqrt(a) sin t, sqrt(1 - a) b] with t = pi x ``position``
+    (float [n] in [0, 1], the value's place on the half circle), b = ``behaviour`` (float32 [n, d], unit rows
+    or zeros) and a = ``value_weight``."""
+    angle = np.pi * np.asarray(position, dtype=np.float64)
+    out = np.hstack([np.sqrt(value_weight) * np.stack([np.cos(angle), np.sin(angle)], 1).astype(np.float32),
+                     np.sqrt(1.0 - value_weight) * behaviour])
+    return np.ascontiguousarray(out / np.linalg.norm(out, axis=1, keepdims=True), dtype=np.float32)
+
+
 @dataclass
 class Representation:
     """Fitted parameters of the hybrid vector (see the module docstring). Arrays only, so that it saves as a
@@ -203,10 +213,7 @@ class Representation:
         behaviour = np.hstack([np.sqrt(ws) * seq, np.sqrt(wp) * self.profile(store)])
         behaviour /= np.maximum(np.linalg.norm(behaviour, axis=1, keepdims=True), 1e-12)
         value = self.value(store, as_of) if value is None else value
-        angle = np.pi * np.clip(value / float(self.value_top[0]), 0.0, 1.0)
-        out = np.hstack([np.sqrt(wv) * np.stack([np.cos(angle), np.sin(angle)], 1).astype(np.float32),
-                         np.sqrt(1.0 - wv) * behaviour])
-        return np.ascontiguousarray(out / np.linalg.norm(out, axis=1, keepdims=True), dtype=np.float32)
+        return place(np.clip(value / float(self.value_top[0]), 0.0, 1.0), behaviour, wv)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

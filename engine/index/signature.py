@@ -86,6 +86,16 @@ def signature(features: SignatureFeatures, seeds: np.ndarray, top: int = 3) -> t
     return cols, z[cols]
 
 
+def signature_score(features: SignatureFeatures, seeds: np.ndarray, top: int = 3
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(float64 [n] signature scores in [-1, 1], the signature's feature columns, their weights): each customer's
+    standardised values on the ``top`` most over-represented features, weighted by their z-scores."""
+    cols, z = signature(features, seeds, top)
+    weights = z / np.sqrt(features.var[cols] + 1e-3)
+    sig = np.asarray(features.matrix[:, cols] @ weights, dtype=np.float64).ravel() if len(cols) else np.zeros(features.n)
+    return sig / max(float(np.abs(sig).max()), 1e-12), cols, weights
+
+
 def scores(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, blend: float = 0.2, c: float = 0.003,
            max_negatives: int = 20000, seed: int = 0) -> np.ndarray:
     """float64 [n] lookalike scores of every customer (higher = more like the seeds; seeds included).
@@ -99,11 +109,8 @@ def scores(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, blend: 
     n = features.n
     if len(seeds) >= n:
         raise ValueError("signature lookalike: every customer is a seed; nothing is left to rank")
-    cols, z = signature(features, seeds, top)
+    sig, _, _ = signature_score(features, seeds, top)
     x = features.matrix
-    sig = x[:, cols] @ (z / np.sqrt(features.var[cols] + 1e-3)) if len(cols) else np.zeros(n)
-    sig = np.asarray(sig, dtype=np.float64).ravel()
-    sig = sig / max(float(np.abs(sig).max()), 1e-12)
     rest = np.setdiff1d(np.arange(n), seeds)
     rng = np.random.default_rng(seed)
     negatives = rest if len(rest) <= max_negatives else np.sort(rng.choice(rest, max_negatives, replace=False))

@@ -36,10 +36,13 @@ CUTOFF = LOGS["completejourney"]["cutoff"]
 FOLDS = 5
 
 VARIANTS = {
-    "default": "signature (top 3 features) + 0.2 x logistic-regression rank (the default)",
-    "lr": "logistic regression alone (C=0.003)",
-    "lr_c03": "logistic regression alone, weaker penalty (C=0.03)",
-    "lr_crossfit": "logistic regression cross-fitted over 5 folds of non-seeds (C=0.01)",
+    "default": "signature (top 3 features held by a fifth of the seeds) + 0.2 x logistic-regression rank (the default)",
+    "previous": "the default before 2026-12-02: no support floor, regression over log counts (C=0.003)",
+    "no_support": "default without the support floor (a feature held by any seeds may sign)",
+    "log_counts": "default with the regression over the log counts and raw value facts (C=0.003)",
+    "lr": "logistic regression alone (presence and value, C=0.006)",
+    "lr_c03": "logistic regression alone, weaker penalty (C=0.06)",
+    "lr_crossfit": "logistic regression cross-fitted over 5 folds of non-seeds (C=0.02)",
     "top10": "signature of the top 10 features + 0.2 x LR rank",
     "tier": "customers with a signature feature first, each tier by LR rank",
     "svd_blend": "default + 0.1 x rank of the TF-IDF + SVD(64) centroid cosine",
@@ -107,12 +110,16 @@ class Scorers:
     def scores(self, seeds: np.ndarray) -> dict[str, np.ndarray]:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        f, x, n = self.f, self.f.matrix, self.n
+        f, x, inputs, n = self.f, self.f.matrix, self.f.inputs, self.n
         rest = np.setdiff1d(np.arange(n), seeds)
         sig, cols, w = signature.signature_score(f, seeds, 3)
-        lr = logistic(x, seeds, rest, 0.003)
-        out = {"default": signature.scores(f, seeds, seed=self.seed), "lr": lr, "lr_c03": logistic(x, seeds, rest, 0.03),
-               "lr_crossfit": crossfit(lambda neg: logistic(x, seeds, neg, 0.01), n, seeds, self.seed),
+        unsupported = signature.signature_score(f, seeds, 3, support=0.0)[0]
+        lr, lr_counts = logistic(inputs, seeds, rest, 0.006), logistic(x, seeds, rest, 0.003)
+        out = {"default": signature.scores(f, seeds, seed=self.seed),
+               "previous": unsupported + 0.2 * rank(lr_counts), "no_support": unsupported + 0.2 * rank(lr),
+               "log_counts": sig + 0.2 * rank(lr_counts),
+               "lr": lr, "lr_c03": logistic(inputs, seeds, rest, 0.06),
+               "lr_crossfit": crossfit(lambda neg: logistic(inputs, seeds, neg, 0.02), n, seeds, self.seed),
                "tier": (sig > 0) + 0.99 * rank(lr),
                "svd_blend": sig + 0.2 * rank(lr) + 0.1 * rank(evaluation._centroid(self.svd, seeds)),
                "lowrank": sig + 0.2 * rank(lr) + 0.2 * rank(self.low_u @ (self.low_vt[:, cols] @ w)),
@@ -127,11 +134,11 @@ class Scorers:
         own = np.isin(self.base_name, self.base_name[cols[token]])
         similar[own] = 0.0  # the signature's own columns (and their recent twins) are the default's already
         out["cooccurrence"] = out["default"] + 0.1 * rank(self.bought @ (similar @ w[token]))
-        inputs = np.c_[x[:, cols10].toarray(), self.value, self.svd[:, :16], evaluation._centroid(self.svd, seeds)]
+        dense = np.c_[x[:, cols10].toarray(), self.value, self.svd[:, :16], evaluation._centroid(self.svd, seeds)]
 
         def boosted(negatives: np.ndarray) -> np.ndarray:
             # the regression input is refitted without the fold scored, as the booster is
-            features = np.c_[inputs, logistic(x, seeds, negatives, 0.003)]
+            features = np.c_[dense, logistic(inputs, seeds, negatives, 0.006)]
             rows = np.concatenate([seeds, negatives])
             y = np.r_[np.ones(len(seeds)), np.zeros(len(negatives))]
             model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.05, max_leaf_nodes=8,

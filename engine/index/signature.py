@@ -6,20 +6,27 @@ search over a general-purpose embedding dilutes that signal across every dimensi
 
 1. features: per customer, log1p purchase counts of every item and category with at least ``min_buyers``
    buyers, the same counts decayed with a 30-day half-life (recent taste), and value facts (sparse CSR);
-2. the signature: the ``top`` features whose seed mean lies the most standard errors above the base mean
-   (a z-score); a candidate's signature score is its standardised values there, weighted by the z-scores;
-3. the rest of the ranking: an L2 logistic regression of seeds against non-seeds over all features (at most
-   ``max_negatives`` of them sampled), which orders the many customers with none of the signature features;
+2. the signature: among the features held by at least ``support`` of the seeds (a fifth; two at least), the
+   ``top`` whose seed mean lies the most standard errors above the base mean (a z-score); a candidate's
+   signature score is its standardised values there, weighted by the z-scores. Without the support floor a
+   rare item that three seeds happen to share out-scores the product they all buy, and its few holders jump
+   the queue;
+3. the rest of the ranking: an L2 logistic regression of seeds against non-seeds over which items and
+   categories each customer ever bought (0/1) beside the value facts standardised and scaled by
+   ``VALUE_WEIGHT`` (at most ``max_negatives`` non-seeds sampled), which orders the many customers with none
+   of the signature features. Presence, not log counts: a heavy shopper's counts otherwise outvote what
+   the seeds buy;
 4. score = signature score / its maximum + ``blend`` x that rank (in [0, 1]).
 
-``SignatureFeatures.from_store`` builds the matrix once per bundle version (erasure makes a new one);
+``SignatureFeatures.from_store`` builds the matrices once per bundle version (erasure makes a new one);
 ``scores`` answers one seed list in milliseconds to a second, depending on the base.
 
-Variants that did not beat it on the real log (bench/lookalike_scorers.py, bench/results/lookalike_scorers.md):
-a weaker or cross-fitted regression, more signature features, tiers by signature, blends with the TF-IDF + SVD
-centroid, a low-rank or co-purchase expansion of the signature, and gradient boosting; all within 0.01 ROC-AUC
-of it or below. Blending in the customers' true later activity (told the answer) reached 0.802 on products
-at best (the default: 0.789), so a better activity forecast alone would not have closed issue 11's gap.
+bench/lookalike_scorers.py scores the default beside the variants (bench/results/lookalike_scorers.md).
+On the real log the support floor and the presence regression lifted product ROC-AUC from 0.789 to 0.802.
+Variants that did not beat it: a weaker or cross-fitted regression, more signature features, tiers by
+signature, blends with the TF-IDF + SVD centroid, a low-rank or co-purchase expansion of the signature, and
+gradient boosting. Blending in the customers' true later activity (told the answer) adds little, so a better
+activity forecast alone would not close issue 11's gap.
 """
 
 from __future__ import annotations
@@ -37,17 +44,22 @@ from engine.represent import token_counts, value_features
 log = logging.getLogger(__name__)
 
 HALF_LIFE_DAYS = 30.0
+SUPPORT = 0.2  # a signature feature is held by at least this share of the seeds
+VALUE_WEIGHT = 0.3  # standard deviations of each value fact in the regression's inputs, beside 0/1 presence
 
 
 @dataclass
 class SignatureFeatures:
     """matrix: float32 CSR [n_customers, n_features]; names: one per column ("item:ID", "category:NAME",
-    "recent item:ID", ..., "value:NAME"); mean / var: float64 [n_features], over all customers."""
+    "recent item:ID", ..., "value:NAME"); mean / var: float64 [n_features], over all customers; inputs:
+    float32 CSR [n_customers, n_tokens + n_value], the regression's: 1 where the customer ever bought the
+    item or category, then the value facts standardised and scaled by VALUE_WEIGHT."""
 
     matrix: sp.csr_matrix
     names: list[str]
     mean: np.ndarray
     var: np.ndarray
+    inputs: sp.csr_matrix
 
     @classmethod
     def from_store(cls, store: SequenceStore, as_of: int, min_buyers: int = 5) -> SignatureFeatures:
@@ -69,35 +81,44 @@ class SignatureFeatures:
         matrix = sp.hstack(blocks, format="csr")
         mean = np.asarray(matrix.mean(axis=0), dtype=np.float64).ravel()
         var = np.asarray(matrix.multiply(matrix).mean(axis=0), dtype=np.float64).ravel() - mean**2
+        presence = blocks[0].copy()
+        presence.data[:] = 1.0
+        standard = (value - value.mean(axis=0)) / np.maximum(value.std(axis=0), 1e-6)
+        inputs = sp.hstack([presence, sp.csr_matrix(VALUE_WEIGHT * standard)], format="csr", dtype=np.float32)
         log.info("signature features: %d customers x %d features", matrix.shape[0], matrix.shape[1])
-        return cls(matrix, names, mean, np.maximum(var, 0.0))
+        return cls(matrix, names, mean, np.maximum(var, 0.0), inputs)
 
     @property
     def n(self) -> int:
         return self.matrix.shape[0]
 
 
-def signature(features: SignatureFeatures, seeds: np.ndarray, top: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """(feature columns, z-scores) of the ``top`` features most over-represented among the seeds."""
-    seed_mean = np.asarray(features.matrix[seeds].mean(axis=0), dtype=np.float64).ravel()
+def signature(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, support: float = SUPPORT
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(feature columns, z-scores) of the ``top`` features most over-represented among the seeds, among those
+    held (non-zero) by at least ``support`` of them (two at least, or the one seed)."""
+    held = features.matrix[seeds]
+    seed_mean = np.asarray(held.mean(axis=0), dtype=np.float64).ravel()
     z = (seed_mean - features.mean) / (np.sqrt(features.var / max(len(seeds), 1)) + 1e-9)
+    holders = np.bincount(held.indices[held.data != 0], minlength=held.shape[1])
+    z[holders < max(min(len(seeds), 2), support * len(seeds))] = -np.inf
     cols = np.argsort(-z, kind="stable")[:top]
     cols = cols[z[cols] > 0]
     return cols, z[cols]
 
 
-def signature_score(features: SignatureFeatures, seeds: np.ndarray, top: int = 3
+def signature_score(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, support: float = SUPPORT
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(float64 [n] signature scores in [-1, 1], the signature's feature columns, their weights): each customer's
     standardised values on the ``top`` most over-represented features, weighted by their z-scores."""
-    cols, z = signature(features, seeds, top)
+    cols, z = signature(features, seeds, top, support)
     weights = z / np.sqrt(features.var[cols] + 1e-3)
     sig = np.asarray(features.matrix[:, cols] @ weights, dtype=np.float64).ravel() if len(cols) else np.zeros(features.n)
     return sig / max(float(np.abs(sig).max()), 1e-12), cols, weights
 
 
-def scores(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, blend: float = 0.2, c: float = 0.003,
-           max_negatives: int = 20000, seed: int = 0) -> np.ndarray:
+def scores(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, blend: float = 0.2, c: float = 0.006,
+           max_negatives: int = 20000, seed: int = 0, support: float = SUPPORT) -> np.ndarray:
     """float64 [n] lookalike scores of every customer (higher = more like the seeds; seeds included).
     Averaging the regression's rank with the cosine to the seeds' centroid in the customer vector was tried
     and lost 0.016-0.029 ROC-AUC on the real log (bench/quality.py), so the vector is not used here."""
@@ -109,8 +130,8 @@ def scores(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, blend: 
     n = features.n
     if len(seeds) >= n:
         raise ValueError("signature lookalike: every customer is a seed; nothing is left to rank")
-    sig, _, _ = signature_score(features, seeds, top)
-    x = features.matrix
+    sig, _, _ = signature_score(features, seeds, top, support)
+    x = features.inputs
     rest = np.setdiff1d(np.arange(n), seeds)
     rng = np.random.default_rng(seed)
     negatives = rest if len(rest) <= max_negatives else np.sort(rng.choice(rest, max_negatives, replace=False))

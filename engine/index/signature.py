@@ -96,12 +96,13 @@ class SignatureFeatures:
 def signature(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, support: float = SUPPORT
               ) -> tuple[np.ndarray, np.ndarray]:
     """(feature columns, z-scores) of the ``top`` features most over-represented among the seeds, among those
-    held (non-zero) by at least ``support`` of them (two at least, or the one seed)."""
+    held (non-zero) by at least ``support`` of them (two at least, or the one seed; ``support=0``: no floor)."""
     held = features.matrix[seeds]
     seed_mean = np.asarray(held.mean(axis=0), dtype=np.float64).ravel()
     z = (seed_mean - features.mean) / (np.sqrt(features.var / max(len(seeds), 1)) + 1e-9)
-    holders = np.bincount(held.indices[held.data != 0], minlength=held.shape[1])
-    z[holders < max(min(len(seeds), 2), support * len(seeds))] = -np.inf
+    if support > 0:  # 0: no floor (the study's comparison)
+        holders = np.bincount(held.indices[held.data != 0], minlength=held.shape[1])
+        z[holders < max(min(len(seeds), 2), support * len(seeds))] = -np.inf
     cols = np.argsort(-z, kind="stable")[:top]
     cols = cols[z[cols] > 0]
     return cols, z[cols]
@@ -143,7 +144,8 @@ def scores(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, blend: 
 
 
 def explain(features: SignatureFeatures, seeds: np.ndarray, top: int = 10) -> list[dict]:
-    """What sets the seeds apart: the ``top`` features by z-score, with the seeds' and the base's means."""
+    """What sets the seeds apart: the ``top`` features by z-score among those held by a fifth of the seeds (see
+    signature), with the seeds' and the base's means."""
     seeds = np.unique(np.asarray(seeds, dtype=np.int64))
     cols, z = signature(features, seeds, top)
     seed_mean = np.asarray(features.matrix[seeds][:, cols].mean(axis=0)).ravel()

@@ -15,9 +15,10 @@ DAY = 86400
 T0 = 1_700_006_400
 
 
-def base(n: int = 400, seed: int = 0):
+def base(n: int = 400, seed: int = 0, caviar: bool = False):
     """n customers buying 30 common items at random; customers 0..39 also buy the niche item "wine"
-    (a quarter of them, 0..9, are the seeds in the tests); customers 300.. spend ten times more."""
+    (a quarter of them, 0..9, are the seeds in the tests); customers 300.. spend ten times more. With
+    ``caviar``, customer 0 and four customers past 40 buy "caviar", which nobody else does."""
     rng = np.random.default_rng(seed)
     rows = []
     for c in range(n):  # a loop over the customers of a tiny test base
@@ -27,6 +28,8 @@ def base(n: int = 400, seed: int = 0):
             rows.append((f"c{c:03d}", day, f"item{rng.integers(30)}", "common", price))
         if c < 40:
             rows += [(f"c{c:03d}", rng.uniform(0, 120), "wine", "wine", 8.0) for _ in range(3)]
+        if caviar and c in (0, 50, 60, 70, 80):
+            rows += [(f"c{c:03d}", rng.uniform(0, 120), "caviar", "caviar", 30.0) for _ in range(3)]
     customer, day, item, category, amount = zip(*rows, strict=True)
     table = pa.table({
         "customer_id": pa.array(customer, pa.string()),
@@ -52,6 +55,22 @@ def test_the_signature_is_what_the_seeds_share_and_its_holders_rank_first():
     assert {e["feature"] for e in explained} <= {"item:wine", "category:wine", "recent item:wine",
                                                  "recent category:wine"}
     assert all(e["seed_mean"] > e["base_mean"] for e in explained)
+
+
+def test_what_one_seed_alone_holds_does_not_sign_the_list():
+    """caviar is far rarer in the base than among the seeds (one of ten), so its z-score is high; held by
+    fewer than a fifth of the seeds, it does not sign, and its holders do not jump the wine buyers."""
+    store, as_of = base(caviar=True)
+    features = signature.SignatureFeatures.from_store(store, as_of)
+    seeds = store.customer_index([f"c{c:03d}" for c in range(10)])
+    unfloored = {e for e in signature.signature(features, seeds, top=10, support=0.0)[0]}
+    assert any("caviar" in features.names[c] for c in unfloored), "the case tests nothing without the floor"
+    explained = signature.explain(features, seeds, top=10)
+    assert explained and not any("caviar" in e["feature"] for e in explained), explained
+    scores = signature.scores(features, seeds)
+    others = np.setdiff1d(np.arange(store.n_customers), seeds)
+    top = others[np.argsort(-scores[others], kind="stable")[:30]]
+    assert set(top.tolist()) == set(store.customer_index([f"c{c:03d}" for c in range(10, 40)]).tolist())
 
 
 def test_no_seed_or_every_customer_a_seed_is_refused():

@@ -6,7 +6,8 @@ search over a general-purpose embedding dilutes that signal across every dimensi
 
 1. features: per customer, log1p purchase counts of every item and category with at least ``min_buyers``
    buyers, the same counts decayed with a 30-day half-life (recent taste), and value facts (sparse CSR);
-2. the signature: among the features held by at least ``support`` of the seeds (a fifth; two at least), the
+2. the signature: among the features held by at least ``support`` of the seeds (a fifth; two at least, the
+   one seed of a single-seed list), the
    ``top`` whose seed mean lies the most standard errors above the base mean (a z-score); a candidate's
    signature score is its standardised values there, weighted by the z-scores. Without the support floor a
    rare item that three seeds happen to share out-scores the product they all buy, and its few holders jump
@@ -21,12 +22,13 @@ search over a general-purpose embedding dilutes that signal across every dimensi
 ``SignatureFeatures.from_store`` builds the matrices once per bundle version (erasure makes a new one);
 ``scores`` answers one seed list in milliseconds to a second, depending on the base.
 
-bench/lookalike_scorers.py scores the default beside the variants (bench/results/lookalike_scorers.md).
-On the real log the support floor and the presence regression lifted product ROC-AUC from 0.789 to 0.802.
-Variants that did not beat it: a weaker or cross-fitted regression, more signature features, tiers by
-signature, blends with the TF-IDF + SVD centroid, a low-rank or co-purchase expansion of the signature, and
-gradient boosting. Blending in the customers' true later activity (told the answer) adds little, so a better
-activity forecast alone would not close issue 11's gap.
+bench/lookalike_scorers.py scores the default beside the variants on the real log and on the generated one
+(bench/results/lookalike_scorers*.md). On the real log the support floor and the presence regression lifted
+product ROC-AUC from 0.789 to 0.802. No variant beats it on both logs: a low-rank expansion of the signature
+leads on the real log (+0.003) and loses on the generated one (-0.011 on products); a blend with the TF-IDF +
+SVD centroid and a top-10 signature lead on the generated log and tie or lose average precision on the real
+one; a weaker or cross-fitted regression, tiers by signature, a co-purchase expansion and gradient boosting
+lose on both. Blending in the customers' true later purchase count (told the answer) would reach 0.806-0.814.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class SignatureFeatures:
     """matrix: float32 CSR [n_customers, n_features]; names: one per column ("item:ID", "category:NAME",
     "recent item:ID", ..., "value:NAME"); mean / var: float64 [n_features], over all customers; inputs:
     float32 CSR [n_customers, n_tokens + n_value], the regression's: 1 where the customer ever bought the
-    item or category, then the value facts standardised and scaled by VALUE_WEIGHT."""
+    item or category (those kept, with at least ``min_buyers`` buyers), then the value facts standardised and scaled by VALUE_WEIGHT."""
 
     matrix: sp.csr_matrix
     names: list[str]
@@ -97,6 +99,7 @@ def signature(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, supp
               ) -> tuple[np.ndarray, np.ndarray]:
     """(feature columns, z-scores) of the ``top`` features most over-represented among the seeds, among those
     held (non-zero) by at least ``support`` of them (two at least, or the one seed; ``support=0``: no floor)."""
+    seeds = np.unique(np.asarray(seeds, dtype=np.int64))
     held = features.matrix[seeds]
     seed_mean = np.asarray(held.mean(axis=0), dtype=np.float64).ravel()
     z = (seed_mean - features.mean) / (np.sqrt(features.var / max(len(seeds), 1)) + 1e-9)

@@ -59,18 +59,35 @@ def test_the_signature_is_what_the_seeds_share_and_its_holders_rank_first():
 
 def test_what_one_seed_alone_holds_does_not_sign_the_list():
     """caviar is far rarer in the base than among the seeds (one of ten), so its z-score is high; held by
-    fewer than a fifth of the seeds, it does not sign, and its holders do not jump the wine buyers."""
+    fewer than a fifth of the seeds, it does not sign, and its holders do not jump the queue behind the wine
+    buyers as they do without the floor."""
     store, as_of = base(caviar=True)
     features = signature.SignatureFeatures.from_store(store, as_of)
     seeds = store.customer_index([f"c{c:03d}" for c in range(10)])
-    unfloored = {e for e in signature.signature(features, seeds, top=10, support=0.0)[0]}
+    caviar = store.customer_index([f"c{c:03d}" for c in (50, 60, 70, 80)])
+    others = np.setdiff1d(np.arange(store.n_customers), seeds)
+
+    def places(support: float) -> np.ndarray:  # the caviar holders' places among the non-seeds, 0 = first
+        scores = signature.scores(features, seeds, top=10, support=support)
+        order = others[np.argsort(-scores[others], kind="stable")]
+        return np.flatnonzero(np.isin(order, caviar))
+
+    unfloored = signature.signature(features, seeds, top=10, support=0.0)[0]
     assert any("caviar" in features.names[c] for c in unfloored), "the case tests nothing without the floor"
+    assert (places(0.0) < 40).sum() >= 3  # right behind the 30 wine buyers
+    assert places(signature.SUPPORT).min() >= 45
     explained = signature.explain(features, seeds, top=10)
     assert explained and not any("caviar" in e["feature"] for e in explained), explained
-    scores = signature.scores(features, seeds)
-    others = np.setdiff1d(np.arange(store.n_customers), seeds)
-    top = others[np.argsort(-scores[others], kind="stable")[:30]]
-    assert set(top.tolist()) == set(store.customer_index([f"c{c:03d}" for c in range(10, 40)]).tolist())
+
+
+def test_a_single_seed_signs_alone_and_two_seeds_must_share():
+    store, as_of = base(caviar=True)
+    features = signature.SignatureFeatures.from_store(store, as_of)
+    one = store.customer_index(["c000"])
+    assert any("caviar" in features.names[c] for c in signature.signature(features, one, top=10)[0])
+    two = store.customer_index(["c000", "c001"])  # both buy wine; only c000 caviar
+    names = [features.names[c] for c in signature.signature(features, two, top=10)[0]]
+    assert "item:wine" in names and not any("caviar" in n for n in names), names
 
 
 def test_no_seed_or_every_customer_a_seed_is_refused():

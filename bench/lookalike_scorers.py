@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from quality import CJ, LOGS, generated_log, split_log  # noqa: E402
 
+from engine.forecast import bgnbd_gamma_gamma, transaction_unit  # noqa: E402
 from engine.index import evaluation, signature  # noqa: E402
 from engine.index.lookalike import average_precision, roc_auc  # noqa: E402
 
@@ -51,6 +52,7 @@ VARIANTS = {
     "lowrank": "default + 0.2 x rank of the signature through a rank-32 SVD of the features",
     "cooccurrence": "default + 0.1 x rank of the items co-bought with the signature's",
     "boosting": "signature + 0.2 x rank of gradient boosting (cross-fitted; signature, value, SVD, LR inputs)",
+    "activity_forecast": "default + 0.1 x rank of BG/NBD's expected transactions to the log's end (an activity forecast)",
     "activity_oracle": "signature + 0.2 x rank of the future purchase count (told the answer)",
     "activity_oracle_lr": "signature + 0.2 x rank of (LR rank + future purchase count rank) (told the answer)",
     "activity_oracle_half": "signature + 0.5 x rank of (LR rank + future purchase count rank) (told the answer)",
@@ -108,6 +110,9 @@ class Scorers:
         self.base_name = np.array([name.removeprefix("recent ") for name in self.f.names[:tokens]])
         self.value = self.f.matrix[:, tokens:].toarray()
         self.future = np.bincount(future.customer_rows()[future.is_purchase()], minlength=self.n)
+        horizon = (int(np.max(future.columns["ts"])) - as_of) / 86400.0
+        fitted = bgnbd_gamma_gamma(store, as_of, horizon, transaction_unit(store))
+        self.forecast = fitted["expected_purchases"] if fitted else np.zeros(self.n)
 
     def scores(self, seeds: np.ndarray) -> dict[str, np.ndarray]:
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -125,6 +130,7 @@ class Scorers:
                "tier": (sig > 0) + 0.99 * rank(lr),
                "svd_blend": sig + 0.2 * rank(lr) + 0.1 * rank(evaluation._centroid(self.svd, seeds)),
                "lowrank": sig + 0.2 * rank(lr) + 0.2 * rank(self.low_u @ (self.low_vt[:, cols] @ w)),
+               "activity_forecast": sig + 0.2 * rank(lr) + 0.1 * rank(self.forecast),
                "activity_oracle": sig + 0.2 * rank(self.future),
                "activity_oracle_lr": sig + 0.2 * rank(rank(lr) + rank(self.future)),
                "activity_oracle_half": sig + 0.5 * rank(rank(lr) + rank(self.future)),

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.stats import rankdata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,16 +61,6 @@ VARIANTS = {
 
 def rank(x: np.ndarray) -> np.ndarray:
     return rankdata(np.asarray(x, np.float64).ravel()) / len(x)
-
-
-def logistic(x: sp.csr_matrix, seeds: np.ndarray, negatives: np.ndarray, c: float) -> np.ndarray:
-    """float64 [n]: the decision value of an L2 logistic regression of seeds against ``negatives``."""
-    from sklearn.linear_model import LogisticRegression
-
-    rows = np.concatenate([seeds, negatives])
-    y = np.r_[np.ones(len(seeds)), np.zeros(len(negatives))]
-    model = LogisticRegression(C=c, max_iter=300).fit(x[rows], y)
-    return np.asarray(x @ model.coef_[0], np.float64).ravel()
 
 
 def crossfit(fit, n: int, seeds: np.ndarray, seed: int) -> np.ndarray:
@@ -121,12 +110,12 @@ class Scorers:
         rest = np.setdiff1d(np.arange(n), seeds)
         sig, cols, w = signature.signature_score(f, seeds, 3)
         unsupported = signature.signature_score(f, seeds, 3, support=0.0)[0]
-        lr, lr_counts = logistic(inputs, seeds, rest, 0.006), logistic(x, seeds, rest, 0.003)
+        lr, lr_counts = signature.regression(inputs, seeds, rest, 0.006), signature.regression(x, seeds, rest, 0.003)
         out = {"default": signature.scores(f, seeds, seed=self.seed),
                "previous": unsupported + 0.2 * rank(lr_counts), "no_support": unsupported + 0.2 * rank(lr),
                "log_counts": sig + 0.2 * rank(lr_counts),
-               "lr": lr, "lr_c03": logistic(inputs, seeds, rest, 0.06),
-               "lr_crossfit": crossfit(lambda neg: logistic(inputs, seeds, neg, 0.02), n, seeds, self.seed),
+               "lr": lr, "lr_c03": signature.regression(inputs, seeds, rest, 0.06),
+               "lr_crossfit": crossfit(lambda neg: signature.regression(inputs, seeds, neg, 0.02), n, seeds, self.seed),
                "tier": (sig > 0) + 0.99 * rank(lr),
                "svd_blend": sig + 0.2 * rank(lr) + 0.1 * rank(evaluation._centroid(self.svd, seeds)),
                "lowrank": sig + 0.2 * rank(lr) + 0.2 * rank(self.low_u @ (self.low_vt[:, cols] @ w)),
@@ -146,7 +135,7 @@ class Scorers:
 
         def boosted(negatives: np.ndarray) -> np.ndarray:
             # the regression input is refitted without the fold scored, as the booster is
-            features = np.c_[dense, logistic(inputs, seeds, negatives, 0.006)]
+            features = np.c_[dense, signature.regression(inputs, seeds, negatives, 0.006)]
             rows = np.concatenate([seeds, negatives])
             y = np.r_[np.ones(len(seeds)), np.zeros(len(negatives))]
             model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.05, max_leaf_nodes=8,

@@ -7,11 +7,10 @@ search over a general-purpose embedding dilutes that signal across every dimensi
 1. features: per customer, log1p purchase counts of every item and category with at least ``min_buyers``
    buyers, the same counts decayed with a 30-day half-life (recent taste), and value facts (sparse CSR);
 2. the signature: among the features held by at least ``support`` of the seeds (a fifth; two at least, the
-   one seed of a single-seed list), the
-   ``top`` whose seed mean lies the most standard errors above the base mean (a z-score); a candidate's
-   signature score is its standardised values there, weighted by the z-scores. Without the support floor a
-   rare item that three seeds happen to share out-scores the product they all buy, and its few holders jump
-   the queue;
+   one seed of a single-seed list), the ``top`` whose seed mean lies the most standard errors above the base
+   mean (a z-score); a candidate's signature score is its standardised values there, weighted by the
+   z-scores. Without the support floor a rare item that three seeds happen to share out-scores the product
+   they all buy, and its few holders jump the queue;
 3. the rest of the ranking: an L2 logistic regression of seeds against non-seeds over which items and
    categories each customer ever bought (0/1) beside the value facts standardised and scaled by
    ``VALUE_WEIGHT`` (at most ``max_negatives`` non-seeds sampled), which orders the many customers with none
@@ -56,7 +55,8 @@ class SignatureFeatures:
     """matrix: float32 CSR [n_customers, n_features]; names: one per column ("item:ID", "category:NAME",
     "recent item:ID", ..., "value:NAME"); mean / var: float64 [n_features], over all customers; inputs:
     float32 CSR [n_customers, n_tokens + n_value], the regression's: 1 where the customer ever bought the
-    item or category (those kept, with at least ``min_buyers`` buyers), then the value facts standardised and scaled by VALUE_WEIGHT."""
+    item or category (those kept, with at least ``min_buyers`` buyers), then the value facts standardised and
+    scaled by VALUE_WEIGHT."""
 
     matrix: sp.csr_matrix
     names: list[str]
@@ -122,13 +122,22 @@ def signature_score(features: SignatureFeatures, seeds: np.ndarray, top: int = 3
     return sig / max(float(np.abs(sig).max()), 1e-12), cols, weights
 
 
+def regression(x: sp.csr_matrix, seeds: np.ndarray, negatives: np.ndarray, c: float) -> np.ndarray:
+    """float64 [n]: every row's decision value under an L2 logistic regression (``C=c``) of the ``seeds`` rows
+    against the ``negatives`` rows of ``x``."""
+    from sklearn.linear_model import LogisticRegression
+
+    rows = np.concatenate([seeds, negatives])
+    y = np.r_[np.ones(len(seeds)), np.zeros(len(negatives))]
+    model = LogisticRegression(C=c, max_iter=300).fit(x[rows], y)
+    return np.asarray(x @ model.coef_[0], dtype=np.float64).ravel()
+
+
 def scores(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, blend: float = 0.2, c: float = 0.006,
            max_negatives: int = 20000, seed: int = 0, support: float = SUPPORT) -> np.ndarray:
     """float64 [n] lookalike scores of every customer (higher = more like the seeds; seeds included).
     Averaging the regression's rank with the cosine to the seeds' centroid in the customer vector was tried
     and lost 0.016-0.029 ROC-AUC on the real log (bench/quality.py), so the vector is not used here."""
-    from sklearn.linear_model import LogisticRegression
-
     seeds = np.unique(np.asarray(seeds, dtype=np.int64))
     if len(seeds) == 0:
         raise ValueError("signature lookalike: at least one seed is needed")
@@ -136,15 +145,10 @@ def scores(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, blend: 
     if len(seeds) >= n:
         raise ValueError("signature lookalike: every customer is a seed; nothing is left to rank")
     sig, _, _ = signature_score(features, seeds, top, support)
-    x = features.inputs
     rest = np.setdiff1d(np.arange(n), seeds)
     rng = np.random.default_rng(seed)
     negatives = rest if len(rest) <= max_negatives else np.sort(rng.choice(rest, max_negatives, replace=False))
-    rows = np.concatenate([seeds, negatives])
-    y = np.r_[np.ones(len(seeds)), np.zeros(len(negatives))]
-    model = LogisticRegression(C=c, max_iter=300).fit(x[rows], y)
-    rank = rankdata(np.asarray(x @ model.coef_[0], dtype=np.float64).ravel())
-    return sig + blend * rank / n
+    return sig + blend * rankdata(regression(features.inputs, seeds, negatives, c)) / n
 
 
 def explain(features: SignatureFeatures, seeds: np.ndarray, top: int = 10) -> list[dict]:

@@ -95,7 +95,8 @@ def evaluate(history: SequenceStore, future: SequenceStore, embeddings: np.ndarr
              seed: int = 0) -> dict:
     """{"methods": {method: {kind: {"roc_auc", "average_precision", "precision_at_size", "tasks"}}},
     "tasks": [...]} with kinds "category", "product" and "all"; embeddings: the engine's vectors [n, d]
-    aligned with history's rows, sequence: the encoder's own (optional)."""
+    aligned with history's rows, sequence: the encoder's own (optional; the default scorer reads it, as the
+    service reads the encoder's part of a bundle's vectors)."""
     from sklearn.utils.extmath import randomized_svd
 
     tasks = lookalike_tasks(history, future, per_kind, min_buyers=min_buyers, seed=seed)
@@ -119,7 +120,7 @@ def evaluate(history: SequenceStore, future: SequenceStore, embeddings: np.ndarr
         positive = np.zeros(n, dtype=bool)
         positive[targets] = True
         scores = {
-            "engine": signature.scores(features, seeds, seed=seed),
+            "engine": signature.scores(features, seeds, seed=seed, vectors=sequence),
             "engine_nearest": nearest_seed_scores(embeddings, seeds),
             "tfidf": _centroid(tfidf, seeds),
             "tfidf_svd": _centroid(svd, seeds),

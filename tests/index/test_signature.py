@@ -1,5 +1,6 @@
 """The seed-signature lookalike on a constructed base: it finds what the seeds share and ranks its other
-holders first; the customer vector (engine.represent) is unit-norm, separates value, and round-trips."""
+holders first, and the encoder's direction orders what the bags leave tied; the customer vector
+(engine.represent) is unit-norm, separates value, and round-trips."""
 
 from __future__ import annotations
 
@@ -114,6 +115,38 @@ def test_the_customer_vector_is_unit_norm_separates_value_and_round_trips(tmp_pa
     assert rep.expected_spend(store, as_of)[big].mean() > 5 * rep.expected_spend(store, as_of)[small].mean()
     again = Representation.load(rep.save(tmp_path / "representation.npz"))
     assert np.array_equal(again.transform(store, as_of, sequence), v)
+
+
+def test_the_encoder_part_of_the_hybrid_vector_is_the_encoders_direction_and_orders_ties():
+    """The service reads the encoder's part back from the bundle's hybrid vectors (no second copy): each row
+    is the customer's encoder embedding, rescaled. Where the bags say little (shoppers of the same common
+    items), the vector term moves the customers near the seeds' centroid in the encoder's space up."""
+    store, as_of = base()
+    rep = Representation.fit(store, as_of, horizon_days=30, factors=8)
+    rng = np.random.default_rng(1)
+    sequence = rng.normal(size=(store.n_customers, 16)).astype(np.float32)
+    sequence /= np.linalg.norm(sequence, axis=1, keepdims=True)
+    part = signature.sequence_vectors(rep.transform(store, as_of, sequence), rep.components.shape[1])
+    assert part.shape == sequence.shape
+    unit = part / np.linalg.norm(part, axis=1, keepdims=True)
+    assert np.allclose(unit, sequence, atol=1e-5)
+    assert signature.sequence_vectors(sequence, None) is sequence
+
+    features = signature.SignatureFeatures.from_store(store, as_of)
+    wine = store.customer_index([f"c{c:03d}" for c in range(40)])
+    common = np.setdiff1d(np.arange(300), wine)  # cheap shoppers of the common items only
+    seeds, near = common[:10], common[10:20]
+    direction = rng.normal(size=16)
+    sequence[np.r_[seeds, near]] = direction + 0.1 * rng.normal(size=(20, 16))  # one taste the bags miss
+    plain = signature.scores(features, seeds)
+    scored = signature.scores(features, seeds, vectors=sequence)
+    others = np.setdiff1d(np.arange(store.n_customers), seeds)
+    place = {name: np.argsort(np.argsort(-s[others], kind="stable")) for name, s in (("plain", plain),
+                                                                                   ("scored", scored))}
+    rows = np.searchsorted(others, near)
+    assert (place["scored"][rows] < place["plain"][rows]).all()  # each of them moves up, a tenth of the way
+    assert np.median(place["plain"][rows] - place["scored"][rows]) >= 10
+    assert np.array_equal(signature.scores(features, seeds, vectors=sequence, vector_weight=0.0), plain)
 
 
 def test_a_log_too_short_for_the_value_model_says_so():

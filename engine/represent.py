@@ -215,6 +215,11 @@ class Representation:
         value = self.value(store, as_of) if value is None else value
         return place(np.clip(value / float(self.value_top[0]), 0.0, 1.0), behaviour, wv)
 
+    def sequence_part(self, vectors: np.ndarray) -> np.ndarray:
+        """[n, d], a view (no copy): the sequence encoder's part of ``transform``'s vectors, each row a positive
+        multiple of the customer's encoder embedding (the layout is [2 value coordinates, d, factors])."""
+        return vectors[:, 2:vectors.shape[1] - self.components.shape[1]]
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         with open(path, "wb") as f:

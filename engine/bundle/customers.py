@@ -87,6 +87,15 @@ class Customers:
             self.cache["signature"] = SignatureFeatures.from_store(self.store, as_of)
         return self.cache["signature"]
 
+    def sequence_vectors(self, representation) -> tuple[np.ndarray, np.ndarray]:
+        """The sequence encoder's part of the embeddings (a view; the embeddings themselves without a hybrid
+        ``representation``) and its row norms, computed on first use: the signature lookalike's vector term
+        reads both on every query."""
+        if "sequence" not in self.cache:
+            vectors = self.embeddings if representation is None else representation.sequence_part(self.embeddings)
+            self.cache["sequence"] = (vectors, np.maximum(np.linalg.norm(vectors, axis=1), 1e-12))
+        return self.cache["sequence"]
+
     def without(self, rows: np.ndarray) -> Customers:
         """The customers minus ``rows`` (int64), renumbered; nothing of self is modified."""
         rows = np.unique(np.asarray(rows, dtype=np.int64))

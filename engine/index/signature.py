@@ -18,7 +18,7 @@ search over a general-purpose embedding dilutes that signal across every dimensi
    the seeds buy;
 4. score = signature score / its maximum + ``blend`` x that rank (in [0, 1]) + ``VECTOR_WEIGHT`` x the rank
    of the cosine to the seeds' centroid in the sequence encoder's own space, when the caller has it (a
-   trained bundle does; ``sequence_vectors``). The encoder reads the order and timing of the events, which
+   trained bundle does; ``Representation.sequence_part``). The encoder reads the order and timing of the events, which
    the bags above do not: on the generated log it lifts product ROC-AUC by 0.011, on the real one by 0.001
    (weights 0.05 / 0.1 / 0.2 tried on both; 0.2 loses 0.001 on the real log).
 
@@ -138,22 +138,15 @@ def regression(x: sp.csr_matrix, seeds: np.ndarray, negatives: np.ndarray, c: fl
     return np.asarray(x @ model.coef_[0], dtype=np.float64).ravel()
 
 
-def sequence_vectors(embeddings: np.ndarray, factors: int | None) -> np.ndarray:
-    """[n, d], a view (no copy): the sequence encoder's part of a bundle's customer vectors, each row a
-    positive multiple of the customer's encoder embedding. ``factors``: the hybrid vector's number of
-    item-profile factors (engine.represent lays it out as [2 value coordinates, the encoder's d, the
-    factors]); None: the vectors are the encoder's own (represent.kind=sequence)."""
-    return embeddings if factors is None else embeddings[:, 2:embeddings.shape[1] - factors]
-
-
 def scores(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, blend: float = 0.2, c: float = 0.006,
            max_negatives: int = 20000, seed: int = 0, support: float = SUPPORT, vectors: np.ndarray | None = None,
-           vector_weight: float = VECTOR_WEIGHT) -> np.ndarray:
+           vector_weight: float = VECTOR_WEIGHT, norms: np.ndarray | None = None) -> np.ndarray:
     """float64 [n] lookalike scores of every customer (higher = more like the seeds; seeds included).
-    ``vectors``: [n, d] rows of the sequence encoder's space, any positive scale (``sequence_vectors``), or None. The hybrid
-    customer vector in their place does worse on the real log (bench/quality.py, weight 0.1): its centroid
-    loses 0.008 product ROC-AUC against no vector term, its nearest seeds 0.002; its profile factors repeat
-    what the bags say."""
+    ``vectors``: [n, d] rows of the sequence encoder's space, any positive scale
+    (``Representation.sequence_part``), or None; ``norms``: their row norms when the caller keeps them (the
+    service does, per bundle version), else computed here. The hybrid customer vector in their place does
+    worse on the real log (bench/quality.py, weight 0.1): its centroid loses 0.008 product ROC-AUC against no
+    vector term, its nearest seeds 0.002; its profile factors repeat what the bags say."""
     seeds = np.unique(np.asarray(seeds, dtype=np.int64))
     if len(seeds) == 0:
         raise ValueError("signature lookalike: at least one seed is needed")
@@ -166,7 +159,8 @@ def scores(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, blend: 
     negatives = rest if len(rest) <= max_negatives else np.sort(rng.choice(rest, max_negatives, replace=False))
     score = sig + blend * rankdata(regression(features.inputs, seeds, negatives, c)) / n
     if vectors is not None and vector_weight:
-        norms = np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
+        if norms is None:
+            norms = np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
         centroid = (vectors[seeds] / norms[seeds, None]).mean(axis=0)  # its scale leaves the ranks alone
         score += vector_weight * rankdata((vectors @ centroid) / norms) / n
     return score

@@ -153,12 +153,9 @@ def audience(bundle: Bundle, request: LookalikeRequest, offset: int, limit: int)
     explained = None
     if available > 0 and request.method == "signature":
         features = c.signature_features(bundle.as_of)
-        representation = bundle.representation
-        vectors = signature.sequence_vectors(
-            c.embeddings, None if representation is None else representation.components.shape[1]
-        )
+        vectors, norms = c.sequence_vectors(bundle.representation)
         ranked, scores = best_rows(
-            signature.scores(features, seeds, vectors=vectors), np.union1d(seeds, exclude), size
+            signature.scores(features, seeds, vectors=vectors, norms=norms), np.union1d(seeds, exclude), size
         )
         explained = signature.explain(features, seeds)
     elif available > 0:

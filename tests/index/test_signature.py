@@ -126,11 +126,10 @@ def test_the_encoder_part_of_the_hybrid_vector_is_the_encoders_direction_and_ord
     rng = np.random.default_rng(1)
     sequence = rng.normal(size=(store.n_customers, 16)).astype(np.float32)
     sequence /= np.linalg.norm(sequence, axis=1, keepdims=True)
-    part = signature.sequence_vectors(rep.transform(store, as_of, sequence), rep.components.shape[1])
+    part = rep.sequence_part(rep.transform(store, as_of, sequence))
     assert part.shape == sequence.shape
     unit = part / np.linalg.norm(part, axis=1, keepdims=True)
     assert np.allclose(unit, sequence, atol=1e-5)
-    assert signature.sequence_vectors(sequence, None) is sequence
 
     features = signature.SignatureFeatures.from_store(store, as_of)
     wine = store.customer_index([f"c{c:03d}" for c in range(40)])

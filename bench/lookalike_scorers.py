@@ -38,7 +38,7 @@ from engine.index.lookalike import average_precision, roc_auc  # noqa: E402
 FOLDS = 5
 
 VARIANTS = {
-    "default": "signature (top 3 features held by a fifth of the seeds) + 0.2 x logistic-regression rank (the default)",
+    "default": "signature (top 3 features held by a fifth of the seeds) + 0.2 x logistic-regression rank (the default without its vector term: this bench trains no encoder)",
     "previous": "the default before 2026-12-02: no support floor, regression over log counts (C=0.003)",
     "no_support": "default without the support floor (a feature held by any seeds may sign)",
     "log_counts": "default with the regression over the log counts and raw value facts (C=0.003)",

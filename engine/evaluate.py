@@ -64,6 +64,9 @@ def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, 
             if result["params"]:
                 tables[heading] += "\n\nFitted baselines: " + "; ".join(
                     f"{forecast_metrics.NAMES.get(k, k)} {v}" for k, v in result["params"].items())
+            for name, interval in result["intervals"].items():
+                tables[heading] += (f"\n\nsegment-engine minus {forecast_metrics.NAMES.get(name, name)}, 95% interval "
+                                    "over resampled customers: " + forecast_metrics.interval_text(interval))
             curves = {k: v for k, v in spend["predicted"].items() if k in ("neural", "bgnbd_gamma_gamma")}
             figures[f"Cumulative revenue, {horizon:g} days: the engine's ranking against BG/NBD"] = \
                 cumulative_revenue_html(curves, spend["actual"], forecast_metrics.NAMES, horizon)
@@ -88,7 +91,9 @@ def forecast_evaluation(data, process: Process, horizon_days: float, unit: str) 
     results = {"neural": {k: answer[k] for k in ("expected_purchases", "expected_spend", "p_buy")}}
     results.update(baselines.all_baselines(data.store, data.as_of, horizon_days, unit))
     params = {name: pred.pop("params") for name, pred in results.items() if "params" in pred}
-    return {"metrics": forecast_metrics.compare(results, truth), "params": params,
+    intervals = {name: forecast_metrics.paired_intervals(results["neural"], results[name], truth)
+                 for name in ("bgnbd_gamma_gamma",) if name in results}
+    return {"metrics": forecast_metrics.compare(results, truth), "params": params, "intervals": intervals,
             "spend": {"actual": truth["spend"], "predicted": {k: v["expected_spend"] for k, v in results.items()}}}
 
 

@@ -96,3 +96,25 @@ def test_every_baseline_has_a_display_name():
         "RFM cells",
         "zero",
     }
+
+
+def test_paired_intervals_tell_a_real_margin_from_the_samples_noise():
+    from engine.forecast.metrics import INTERVAL_FIGURES, interval_text, paired_intervals
+
+    rng = np.random.default_rng(0)
+    rate = rng.gamma(1.0, 5.0, 3000)
+    truth = {"purchases": rng.poisson(rate).astype(np.float64)}
+    truth["spend"] = truth["purchases"] * 20.0
+    good = forecast(rate, 20.0 * rate, 1 - np.exp(-rate))
+    noisy_rate = rate * rng.lognormal(0.0, 0.8, len(rate))  # the same mean level, a worse ranking
+    noisy = forecast(noisy_rate, 20.0 * noisy_rate, 1 - np.exp(-noisy_rate))
+
+    better = paired_intervals(good, noisy, truth, resamples=100)
+    assert list(better) == list(INTERVAL_FIGURES)
+    assert better["mae"][1] < 0 and better["rmse"][1] < 0  # lower errors on every draw's 95%
+    assert better["spearman"][0] > 0 and better["top10_revenue_capture"][0] > 0
+    same = paired_intervals(good, good, truth, resamples=20)
+    assert all(lo == hi == 0.0 for lo, hi in same.values())  # paired: the same forecast never differs
+    assert paired_intervals(good, noisy, truth, resamples=100) == better  # seeded
+    assert interval_text(better).startswith("MAE [-")
+    assert "top-10% revenue share [+" in interval_text(better)

@@ -94,6 +94,9 @@ def test_forecast_beats_bgnbd_on_ranking_and_rmse_and_ties_it_on_mae(evaluated):
     neural = table.pop("neural")
     assert set(table) == {"naive", "rfm_quantile", "bgnbd_gamma_gamma", "pareto_nbd", "zero"}, "every baseline ran"
     assert {"r", "alpha", "a", "b", "penalizer"} <= set(result["params"]["bgnbd_gamma_gamma"])
+    interval = result["intervals"]["bgnbd_gamma_gamma"]  # engine - BG/NBD over resampled customers
+    assert set(interval) == {"mae", "rmse", "spearman", "top10_revenue_capture"}
+    assert all(lo <= hi for lo, hi in interval.values())
     assert abs(neural["total_error"]) < 0.10, neural
     for name, baseline in table.items():
         assert neural["rmse"] < baseline["rmse"], (name, neural, baseline)

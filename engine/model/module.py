@@ -50,7 +50,9 @@ class CustomerEncoder(pl.LightningModule):
             # the customers' static attributes (data.attributes) are inputs of the head beside the context
             width = (dim if head_state else 0) + CONTEXT_FEATURES + attributes
             # HEADS members fitted side by side from different starts; the forecast is their mean (a fit on
-            # a few thousand customers moves with its start more than the margins it is judged on)
+            # a few thousand customers moves with its start more than the margins it is judged on). Bagged
+            # members (Poisson(1) weights per customer) steadied the 19-week forecast of a grocery log (MAE
+            # 8.379 ± 0.030 vs 8.422 ± 0.096) but lost at 4 and 13 weeks on both logs: not kept
             self.head = nn.ModuleList(
                 nn.Sequential(nn.Linear(width, HEAD_WIDTH), nn.GELU(), nn.Linear(HEAD_WIDTH, HEAD_WIDTH), nn.GELU(),
                               nn.Linear(HEAD_WIDTH, 3)) for _ in range(HEADS))

@@ -91,8 +91,10 @@ def forecast_evaluation(data, process: Process, horizon_days: float, unit: str) 
     results = {"neural": {k: answer[k] for k in ("expected_purchases", "expected_spend", "p_buy")}}
     results.update(baselines.all_baselines(data.store, data.as_of, horizon_days, unit))
     params = {name: pred.pop("params") for name, pred in results.items() if "params" in pred}
-    intervals = {name: forecast_metrics.paired_intervals(results["neural"], results[name], truth)
-                 for name in ("bgnbd_gamma_gamma",) if name in results}
+    intervals = {}  # the baseline the targets name; results lack it when lifetimes could not fit
+    if "bgnbd_gamma_gamma" in results:
+        intervals["bgnbd_gamma_gamma"] = forecast_metrics.paired_intervals(
+            results["neural"], results["bgnbd_gamma_gamma"], truth)
     return {"metrics": forecast_metrics.compare(results, truth), "params": params, "intervals": intervals,
             "spend": {"actual": truth["spend"], "predicted": {k: v["expected_spend"] for k, v in results.items()}}}
 

@@ -18,15 +18,15 @@ search over a general-purpose embedding dilutes that signal across every dimensi
    the seeds buy;
 4. score = signature score / its maximum + ``blend`` x that rank (in [0, 1]) + ``VECTOR_WEIGHT`` x the rank
    of the cosine to the seeds' centroid in the sequence encoder's own space, when the caller has it (a
-   trained bundle does; ``Representation.sequence_part``). The encoder reads the order and timing of the events, which
-   the bags above do not: on the generated log it lifts product ROC-AUC by 0.011, on the real one by 0.001
-   (weights 0.05 / 0.1 / 0.2 tried on both; 0.2 loses 0.001 on the real log).
+   trained bundle does; ``Representation.sequence_part``). The encoder reads the order and timing of the
+   events, which the bags above do not: on the generated log it lifts product ROC-AUC by 0.011, on the real
+   one by 0.001 (weights 0.05 / 0.1 / 0.2 tried on both; 0.2 loses 0.001 on the real log).
 
 ``SignatureFeatures.from_store`` builds the matrices once per bundle version (erasure makes a new one);
 ``scores`` answers one seed list in milliseconds to a second, depending on the base.
 
-bench/lookalike_scorers.py (no training, so without the vector term) scores the default beside the variants on the real log and on the generated one
-(bench/results/lookalike_scorers*.md). On the real log the support floor and the presence regression lifted
+bench/lookalike_scorers.py (no training, so without the vector term) scores the default beside the variants
+on the real log and on the generated one (bench/results/lookalike_scorers*.md). On the real log the support floor and the presence regression lifted
 product ROC-AUC from 0.789 to 0.802. No variant beats it on both logs: a low-rank expansion of the signature
 leads on the real log (+0.003) and loses on the generated one (-0.011 on products); a blend with the TF-IDF +
 SVD centroid and a top-10 signature lead on the generated log and tie or lose average precision on the real

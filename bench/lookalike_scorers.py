@@ -38,20 +38,21 @@ from engine.index.lookalike import average_precision, roc_auc  # noqa: E402
 FOLDS = 5
 
 VARIANTS = {
-    "default": "signature (top 3 features held by a fifth of the seeds) + 0.2 x logistic-regression rank (the default without its vector term: this bench trains no encoder)",
+    "default": "the default: its parts weighed by signature.tune on the history's last quarter (without the vector term: this bench trains no encoder)",
+    "untuned": "signature (top 3 features held by a fifth of the seeds) + 0.2 x logistic-regression rank (the default before 2026-12-03, and the tuning's fallback)",
     "previous": "the default before 2026-12-02: no support floor, regression over log counts (C=0.003)",
-    "no_support": "default without the support floor (a feature held by any seeds may sign)",
-    "log_counts": "default with the regression over the log counts and raw value facts (C=0.003)",
+    "no_support": "untuned without the support floor (a feature held by any seeds may sign)",
+    "log_counts": "untuned with the regression over the log counts and raw value facts (C=0.003)",
     "lr": "logistic regression alone (presence and value, C=0.006)",
     "lr_c03": "logistic regression alone, weaker penalty (C=0.06)",
     "lr_crossfit": "logistic regression cross-fitted over 5 folds of non-seeds (C=0.02)",
     "top10": "signature of the top 10 features + 0.2 x LR rank",
     "tier": "customers with a signature feature first, each tier by LR rank",
-    "svd_blend": "default + 0.1 x rank of the TF-IDF + SVD(64) centroid cosine",
-    "lowrank": "default + 0.2 x rank of the signature through a rank-32 SVD of the features",
-    "cooccurrence": "default + 0.1 x rank of the items co-bought with the signature's",
+    "svd_blend": "untuned + 0.1 x rank of the TF-IDF + SVD(64) centroid cosine",
+    "lowrank": "untuned + 0.2 x rank of the signature through a rank-32 SVD of the features",
+    "cooccurrence": "untuned + 0.1 x rank of the items co-bought with the signature's",
     "boosting": "signature + 0.2 x rank of gradient boosting (cross-fitted; signature, value, SVD, LR inputs)",
-    "activity_forecast": "default + 0.1 x rank of BG/NBD's expected transactions to the log's end (an activity forecast)",
+    "activity_forecast": "untuned + 0.1 x rank of BG/NBD's expected transactions to the log's end (an activity forecast)",
     "activity_oracle": "signature + 0.2 x rank of the future purchase count (told the answer)",
     "activity_oracle_lr": "signature + 0.2 x rank of (LR rank + future purchase count rank) (told the answer)",
     "activity_oracle_half": "signature + 0.5 x rank of (LR rank + future purchase count rank) (told the answer)",
@@ -85,6 +86,7 @@ class Scorers:
         from sklearn.utils.extmath import randomized_svd
 
         self.f = signature.SignatureFeatures.from_store(store, as_of)
+        self.tuning = signature.tune(store, as_of, seed=seed)
         self.n, self.seed = self.f.n, seed
         tfidf = evaluation.tfidf_histories(store)
         u, s, _ = randomized_svd(tfidf, min(64, min(tfidf.shape) - 1), random_state=seed)
@@ -111,7 +113,8 @@ class Scorers:
         sig, cols, w = signature.signature_score(f, seeds, 3)
         unsupported = signature.signature_score(f, seeds, 3, support=0.0)[0]
         lr, lr_counts = signature.regression(inputs, seeds, rest, 0.006), signature.regression(x, seeds, rest, 0.003)
-        out = {"default": signature.scores(f, seeds, seed=self.seed),
+        out = {"default": signature.scores(f, seeds, self.tuning.weights, seed=self.seed),
+               "untuned": signature.scores(f, seeds, seed=self.seed),
                "previous": unsupported + 0.2 * rank(lr_counts), "no_support": unsupported + 0.2 * rank(lr),
                "log_counts": sig + 0.2 * rank(lr_counts),
                "lr": lr, "lr_c03": signature.regression(inputs, seeds, rest, 0.06),
@@ -130,7 +133,7 @@ class Scorers:
         similar = np.asarray((self.by_column.T @ self.by_column[:, cols[token]]).todense())
         own = np.isin(self.base_name, self.base_name[cols[token]])
         similar[own] = 0.0  # the signature's own columns (and their recent twins) are the default's already
-        out["cooccurrence"] = out["default"] + 0.1 * rank(self.bought @ (similar @ w[token]))
+        out["cooccurrence"] = out["untuned"] + 0.1 * rank(self.bought @ (similar @ w[token]))
         dense = np.c_[x[:, cols10].toarray(), self.value, self.svd[:, :16], evaluation._centroid(self.svd, seeds)]
 
         def boosted(negatives: np.ndarray) -> np.ndarray:
@@ -161,8 +164,9 @@ def run(store, future, as_of: int, seed: int) -> dict:
         for name, score in scores.items():
             s, p = np.asarray(score, np.float64)[candidate], positive[candidate]
             per.setdefault(name, {}).setdefault(task["kind"], []).append((roc_auc(s, p), average_precision(s, p)))
-    return {name: {kind: {"roc_auc": float(np.mean([a for a, _ in v])), "average_precision": float(np.mean([b for _, b in v]))}
-                   for kind, v in kinds.items()} for name, kinds in per.items()}
+    out = {name: {kind: {"roc_auc": float(np.mean([a for a, _ in v])), "average_precision": float(np.mean([b for _, b in v]))}
+                  for kind, v in kinds.items()} for name, kinds in per.items()}
+    return {**out, "weights": str(scorers.tuning.weights)}
 
 
 def markdown(results: list[dict], seeds: list[int], seconds: float, name: str) -> str:
@@ -181,6 +185,8 @@ def markdown(results: list[dict], seeds: list[int], seconds: float, name: str) -
                 v = [r[name][kind][metric] for r in results]
                 cells.append(f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "The default's weights, per seed (signature.tune): " + "; ".join(
+        f"seed {seed}: {r['weights']}" for seed, r in zip(seeds, results, strict=True)) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -197,7 +203,8 @@ def main() -> None:
     results = []
     for seed in args.seeds:
         results.append(run(store, future, as_of, seed))
-        print(f"seed {seed}: product ROC-AUC default {results[-1]['default']['product']['roc_auc']:.3f}, "
+        print(f"seed {seed}: weights {results[-1]['weights']}; product ROC-AUC default "
+              f"{results[-1]['default']['product']['roc_auc']:.3f}, "
               f"TF-IDF + SVD {results[-1]['tfidf_svd']['product']['roc_auc']:.3f}", flush=True)
     table = markdown(results, args.seeds, time.perf_counter() - start, args.log)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -134,6 +134,11 @@ class RecommendSchema:
 
 
 @dataclass
+class LookalikeSchema:
+    tune: bool = True  # choose the signature scorer's weights on the history's last quarter (signature.tune)
+
+
+@dataclass
 class EvaluateSchema:
     lookalike_tasks: int = 25
     min_buyers: int = 10
@@ -149,6 +154,7 @@ class TrainSchema:
     evaluate: EvaluateSchema = field(default_factory=EvaluateSchema)
     represent: RepresentSchema = field(default_factory=RepresentSchema)
     recommend: RecommendSchema = field(default_factory=RecommendSchema)
+    lookalike: LookalikeSchema = field(default_factory=LookalikeSchema)
     privacy: PrivacySchema = field(default_factory=PrivacySchema)
     loader: Any = MISSING
     model: Any = MISSING

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, np.ndarray],
                  labels: np.ndarray, process: Process | None = None, unit: str = "basket",
-                 recommender=None) -> None:
+                 recommender=None, lookalike_weights=None) -> None:
     """Score lookalikes, segments (``labels``: the run's own, and k=8) and forecasts on the events after the
     cutoff, beside the baselines computed in the same run; print the tables, keep them in the bundle
     (evaluation.json, evaluation.md, the report)."""
@@ -33,7 +33,7 @@ def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, 
     if "lookalike" in e.sections:
         summary["lookalike"] = lookalike_evaluation.evaluate(
             data.store, data.future, arrays["embedding"], data.as_of, arrays.get("sequence"), e.lookalike_tasks,
-            e.min_buyers, cfg.seed)
+            e.min_buyers, cfg.seed, **({} if lookalike_weights is None else {"weights": lookalike_weights}))
         tables["Lookalike audiences (categories and products bought after the cutoff by 2-30% of customers; "
                "half the buyers as seeds)"] = lookalike_evaluation.markdown(summary["lookalike"])
     if "segments" in e.sections:

@@ -34,6 +34,7 @@ from engine.evaluate import evaluate_run, markdown_to_html
 from engine.forecast import baselines
 from engine.forecast.process import COLUMNS as PROCESS_COLUMNS
 from engine.forecast.process import Process
+from engine.index import signature
 from engine.index.index import save_index
 from engine.inputs import (
     Attributes,
@@ -437,6 +438,23 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
     bundle.manifest.setdefault("counts", {})["segments"] = len(centroids)
 
 
+def tune_lookalike(cfg: DictConfig, data: Data, bundle: BundleWriter) -> signature.Weights:
+    """The signature lookalike's weights for this base (signature.tune on the history alone), kept in the
+    manifest's "lookalike" entry, which the service and the audiences read."""
+    if cfg.lookalike.tune:
+        log.info("lookalike: weighing the signature scorer's parts on the history's last quarter ...")
+        tuning = signature.tune(data.store, data.as_of, seed=cfg.seed)
+    else:
+        tuning = signature.Tuning(signature.Weights(), "lookalike.tune=false")
+    if tuning.roc_auc is None:
+        log.info("lookalike: %s (%s)", tuning.weights, tuning.reason)
+    else:
+        log.info("lookalike: %s (%s: ROC-AUC %.3f, %.3f untuned, %d tasks)", tuning.weights, tuning.reason,
+                 tuning.roc_auc, tuning.default_roc_auc, tuning.tasks)
+    bundle.manifest["lookalike"] = tuning.to_dict()
+    return tuning.weights
+
+
 def write_embeddings(bundle: BundleWriter, data: Data, arrays: dict[str, np.ndarray]) -> pa.Table | None:
     """embeddings.parquet, forecast.parquet when the model forecasts, and the store itself."""
     ids = data.store.customer_ids
@@ -579,10 +597,11 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
     result = segment(cfg, arrays["embedding"], previous_bundle(cfg))
     recommender = fit_recommendations(cfg, model, data)
     with publish(cfg) as bundle:
+        weights = tune_lookalike(cfg, data, bundle)
         if evaluate:
             evaluate_run(cfg, bundle, data, arrays, labels=result[1],
                          process=process_of(model, arrays) if "rate" in arrays else None,
-                         unit=model.hparams.unit, recommender=recommender)
+                         unit=model.hparams.unit, recommender=recommender, lookalike_weights=weights)
         describe(cfg, bundle, data, model, "evaluate" if evaluate else None)
         save_model(model, cfg.model, data.store.vocabs, bundle.path / MODEL_FILE,
                    extra={"predict_max_len": cfg.loader.predict_max_len})
@@ -684,6 +703,7 @@ def run_embed(cfg: DictConfig) -> Path | None:
         recommender.stats = ItemStats.build(data.store, data.as_of, seed=cfg.seed)
     with publish(cfg, source) as bundle:
         describe(cfg, bundle, data, model)
+        tune_lookalike(cfg, data, bundle)  # the new base's history
         shutil.rmtree(bundle.path / "store", ignore_errors=True)
         forecast = write_embeddings(bundle, data, arrays)
         if (source / "centroids.npy").exists():

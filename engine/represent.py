@@ -61,6 +61,17 @@ def tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     return sp.diags(1.0 / np.maximum(norms, 1e-12)).dot(t).tocsr()
 
 
+def tfidf_histories(store: SequenceStore) -> sp.csr_matrix:
+    """float32 [n_customers, n_items] L2-normalised TF-IDF of the items in each customer's history (every event
+    type: the baseline as an analyst writes it)."""
+    items = np.asarray(store.columns["item_id"]).astype(np.int64)
+    known = items > 0
+    counts = sp.csr_matrix((np.ones(known.sum(), np.float32), (store.customer_rows()[known], items[known])),
+                           shape=(store.n_customers, len(store.vocabs["item_id"])))
+    counts.sum_duplicates()
+    return tfidf(counts, idf_weights(counts))
+
+
 def value_features(store: SequenceStore, as_of: int) -> np.ndarray:
     """float64 [n, 2 len(WINDOWS_DAYS) + 4]: per window and the lifetime, sqrt(spend per day) and
     log1p(purchases) before ``as_of``; log1p days since the last purchase and since the first event."""

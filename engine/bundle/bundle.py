@@ -189,6 +189,15 @@ class Bundle:
         return meta
 
     @property
+    def lookalike_weights(self):
+        """The signature lookalike's weights this bundle was tuned to (the manifest's "lookalike" entry;
+        engine.index.signature.Weights() for a bundle written before the tuning)."""
+        from engine.index.signature import Weights
+
+        entry = self.manifest.get("lookalike") or {}
+        return Weights.from_dict(entry["weights"]) if "weights" in entry else Weights()
+
+    @property
     def as_of(self) -> int:
         """Epoch seconds of the data's end (or cutoff): what the batch forecast is as of."""
         as_of = self.manifest.get("as_of")

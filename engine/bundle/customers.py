@@ -78,14 +78,15 @@ class Customers:
     def n(self) -> int:
         return len(self.ids)
 
-    def signature_features(self, as_of: int):
-        """The seed-signature lookalike's features of these customers (engine.index.signature), built from
-        the store on first use. Erasure makes a new Customers, so an erased customer is never in them."""
-        if "signature" not in self.cache:
+    def signature_features(self, as_of: int, weights):
+        """The seed-signature lookalike's features of these customers (engine.index.signature), with the
+        factorisations ``weights`` reads, built from the store on first use. Erasure makes a new Customers,
+        so an erased customer is never in them (nor in the factorisations)."""
+        if self.cache.get("signature", (None, None))[0] != weights:
             from engine.index.signature import SignatureFeatures
 
-            self.cache["signature"] = SignatureFeatures.from_store(self.store, as_of)
-        return self.cache["signature"]
+            self.cache["signature"] = (weights, SignatureFeatures.from_store(self.store, as_of, weights=weights))
+        return self.cache["signature"][1]
 
     def sequence_vectors(self, representation) -> tuple[np.ndarray, np.ndarray]:
         """The sequence encoder's part of the embeddings (a view; the embeddings themselves without a hybrid

@@ -20,7 +20,7 @@ from engine.data.store import SequenceStore
 from engine.data.summary import purchase_counts
 from engine.index import signature
 from engine.index.lookalike import average_precision, nearest_seed_scores, roc_auc
-from engine.represent import idf_weights, tfidf
+from engine.represent import tfidf_histories
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,6 @@ METHOD_NAMES = {
     "activity": "activity (number of purchases)",
     "oracle": "past purchases of the product or category (oracle)",
 }
-
-
-def tfidf_histories(store: SequenceStore) -> sp.csr_matrix:
-    """float32 [n_customers, n_items] L2-normalised TF-IDF of the items in each customer's history (every event
-    type: the baseline as an analyst writes it)."""
-    items = np.asarray(store.columns["item_id"]).astype(np.int64)
-    known = items > 0
-    counts = sp.csr_matrix((np.ones(known.sum(), np.float32), (store.customer_rows()[known], items[known])),
-                           shape=(store.n_customers, len(store.vocabs["item_id"])))
-    counts.sum_duplicates()
-    return tfidf(counts, idf_weights(counts))
 
 
 def lookalike_tasks(history: SequenceStore, future: SequenceStore, per_kind: int = 25, min_share: float = 0.02,
@@ -92,11 +81,12 @@ def precision_at(scores: np.ndarray, positives: np.ndarray, size: int) -> float:
 
 def evaluate(history: SequenceStore, future: SequenceStore, embeddings: np.ndarray, as_of: int,
              sequence: np.ndarray | None = None, per_kind: int = 25, min_buyers: int = 10,
-             seed: int = 0) -> dict:
+             seed: int = 0, weights: signature.Weights = signature.UNTUNED) -> dict:
     """{"methods": {method: {kind: {"roc_auc", "average_precision", "precision_at_size", "tasks"}}},
     "tasks": [...]} with kinds "category", "product" and "all"; embeddings: the engine's vectors [n, d]
     aligned with history's rows, sequence: the encoder's own (optional; the default scorer reads it, as the
-    service reads the encoder's part of a bundle's vectors)."""
+    service reads the encoder's part of a bundle's vectors); weights: the signature scorer's, as the bundle
+    serves them (signature.tune on the history)."""
     from sklearn.utils.extmath import randomized_svd
 
     tasks = lookalike_tasks(history, future, per_kind, min_buyers=min_buyers, seed=seed)
@@ -108,7 +98,7 @@ def evaluate(history: SequenceStore, future: SequenceStore, embeddings: np.ndarr
     u, s, _ = randomized_svd(tfidf, min(64, min(tfidf.shape) - 1), random_state=seed)
     svd = u * s
     svd /= np.maximum(np.linalg.norm(svd, axis=1, keepdims=True), 1e-12)
-    features = signature.SignatureFeatures.from_store(history, as_of)
+    features = signature.SignatureFeatures.from_store(history, as_of, weights=weights)
     activity = np.bincount(history.customer_rows()[history.is_purchase()], minlength=history.n_customers)
     past = {f: purchase_counts(history, f).tocsc() for f in ("item_id", "category")}
     n = history.n_customers
@@ -120,7 +110,7 @@ def evaluate(history: SequenceStore, future: SequenceStore, embeddings: np.ndarr
         positive = np.zeros(n, dtype=bool)
         positive[targets] = True
         scores = {
-            "engine": signature.scores(features, seeds, seed=seed, vectors=sequence),
+            "engine": signature.scores(features, seeds, weights, seed=seed, vectors=sequence),
             "engine_nearest": nearest_seed_scores(embeddings, seeds),
             "tfidf": _centroid(tfidf, seeds),
             "tfidf_svd": _centroid(svd, seeds),

@@ -16,36 +16,46 @@ search over a general-purpose embedding dilutes that signal across every dimensi
    ``VALUE_WEIGHT`` (at most ``max_negatives`` non-seeds sampled), which orders the many customers with none
    of the signature features. Presence, not log counts: a heavy shopper's counts otherwise outvote what
    the seeds buy;
-4. score = signature score / its maximum + ``blend`` x that rank (in [0, 1]) + ``VECTOR_WEIGHT`` x the rank
-   of the cosine to the seeds' centroid in the sequence encoder's own space, when the caller has it (a
-   trained bundle does; ``Representation.sequence_part``). The encoder reads the order and timing of the
-   events, which the bags above do not: on the generated log it lifts product ROC-AUC by 0.011, on the real
-   one by 0.001 (weights 0.05 / 0.1 / 0.2 tried on both; 0.2 loses 0.001 on the real log).
+4. two more views of "customers like these", each as the rank of its score: the cosine to the seeds'
+   centroid over a 64-dimensional truncated SVD of the TF-IDF item histories (the analyst's baseline), and
+   the signature carried through a rank-32 SVD of the features (to features that go with it);
+5. score = signature score / its maximum + ``Weights.regression`` x the regression's rank
+   + ``Weights.profile`` x the profile's + ``Weights.lowrank`` x the low-rank signature's + ``VECTOR_WEIGHT``
+   x the rank of the cosine to the seeds' centroid in the sequence encoder's own space, when the caller has
+   it (a trained bundle does; ``Representation.sequence_part``). The encoder reads the order and timing of the
+   events, which the bags above do not (0.1 tried beside 0.05 and 0.2 on both logs, before the tuning).
 
-``SignatureFeatures.from_store`` builds the matrices once per bundle version (erasure makes a new one);
-``scores`` answers one seed list in milliseconds to a second, depending on the base.
+Which views help depends on the log, so ``tune`` weighs them on each user's own history at training time:
+it holds back the history's last quarter, poses the evaluation's tasks (half the buyers of a category or a
+product bought in that window as the seeds, the rest to find) and keeps the best of 36 weightings
+(``TUNE_GRID``; ``Weights()``, the weighting used before, when the history is too short). The bundle's
+manifest keeps them ("lookalike") and the service reads them. On the real grocery log it picks the low-rank
+view, on the generated log the profile and a ten-feature signature; neither fixed choice wins on both logs.
+
+``SignatureFeatures.from_store`` builds the matrices (and the factorisations the weights read) once per
+bundle version (erasure makes a new one); ``scores`` answers one seed list in milliseconds to a second,
+depending on the base.
 
 bench/lookalike_scorers.py (no training, so without the vector term) scores the default beside the variants
-on the real log and on the generated one (bench/results/lookalike_scorers*.md). On the real log the support floor and the presence regression lifted
-product ROC-AUC from 0.789 to 0.802. No variant beats it on both logs: a low-rank expansion of the signature
-leads on the real log (+0.003) and loses on the generated one (-0.011 on products); a blend with the TF-IDF +
-SVD centroid and a top-10 signature lead on the generated log and tie or lose average precision on the real
-one; a weaker or cross-fitted regression, tiers by signature, a co-purchase expansion and gradient boosting
-lose on both. Blending in the customers' true later purchase count (told the answer) would reach 0.806-0.814,
-but a forecast of it (BG/NBD's expected transactions) loses 0.006 on the real log's products.
+on the real log and on the generated one (bench/results/lookalike_scorers*.md). On the real log the support
+floor and the presence regression lifted product ROC-AUC from 0.789 to 0.802, the tuning to TUNED_CJ; on the
+generated log the tuning lifts it from 0.865 to TUNED_GEN. Blending in the customers' true later purchase
+count (told the answer) would add 0.004-0.012, but a forecast of it (BG/NBD's expected transactions) loses
+0.006 on the real log's products; a weaker or cross-fitted regression, tiers by signature, a co-purchase
+expansion and gradient boosting lose on both logs.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
 from engine.data.store import SequenceStore
-from engine.represent import token_counts, value_features
+from engine.represent import tfidf_histories, token_counts, value_features
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +63,44 @@ HALF_LIFE_DAYS = 30.0
 SUPPORT = 0.2  # a signature feature is held by at least this share of the seeds
 VALUE_WEIGHT = 0.3  # standard deviations of each value fact in the regression's inputs, beside 0/1 presence
 VECTOR_WEIGHT = 0.1  # the weight of the rank of the cosine to the seeds' centroid in the encoder's space
+PROFILE_RANK = 64  # the TF-IDF item profile's truncated SVD (the analyst's baseline, as one part of the score)
+LOWRANK_RANK = 32  # the truncated SVD of the signature features that carries a signature to similar features
+DAY = 86400
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The parts of a signature lookalike score: the signature of the ``top`` features (weight 1), then the
+    ranks (in [0, 1]) of the regression, of the cosine to the seeds' centroid over the TF-IDF item profile's
+    SVD, and of the signature carried through a low-rank SVD of the features, each times its weight. ``tune``
+    chooses them per log on the history alone; ``Weights()`` is the choice of a log too short to tune on."""
+
+    top: int = 3
+    regression: float = 0.2
+    profile: float = 0.0
+    lowrank: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Weights:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"lookalike weights: unknown part(s) {sorted(unknown)}; expected "
+                             f"{[f.name for f in fields(cls)]}")
+        return cls(**d)
+
+    def __str__(self) -> str:
+        return (f"signature of {self.top} + {self.regression:g} x regression + {self.profile:g} x item profile + "
+                f"{self.lowrank:g} x low-rank signature")
+
+
+UNTUNED = Weights()  # the weighting before the tuning, and its fallback
+TUNE_GRID = tuple(Weights(top, regression, profile, lowrank) for top in (3, 10) for regression in (0.1, 0.2, 0.4)
+                  for profile in (0.0, 0.1, 0.2) for lowrank in (0.0, 0.2))
+TUNE_MIN_TASKS = 10  # fewer categories and products bought in the held-back window: keep Weights()
+TUNE_MAX_CUSTOMERS = 50_000  # tuning reads a sample of a larger base
 
 
 @dataclass
@@ -68,9 +116,14 @@ class SignatureFeatures:
     mean: np.ndarray
     var: np.ndarray
     inputs: sp.csr_matrix
+    profile: np.ndarray | None = None  # float32 [n, PROFILE_RANK], L2-normalised rows: weights.profile's
+    lowrank: tuple[np.ndarray, np.ndarray] | None = None  # (u s [n, r], vt [r, n_features]): weights.lowrank's
 
     @classmethod
-    def from_store(cls, store: SequenceStore, as_of: int, min_buyers: int = 5) -> SignatureFeatures:
+    def from_store(cls, store: SequenceStore, as_of: int, min_buyers: int = 5, weights: Weights | None = None
+                   ) -> SignatureFeatures:
+        """The features of every customer of ``store`` as of ``as_of``, with the factorisations ``weights``
+        reads (None: both)."""
         ts = np.asarray(store.columns["ts"], dtype=np.int64)
         decay = np.exp(-np.log(2.0) * np.maximum(as_of - ts, 0) / (HALF_LIFE_DAYS * 86400.0))
         vocab = [f"item:{t}" for t in store.vocabs["item_id"]] + [f"category:{t}" for t in store.vocabs["category"]]
@@ -94,11 +147,29 @@ class SignatureFeatures:
         standard = (value - value.mean(axis=0)) / np.maximum(value.std(axis=0), 1e-6)
         inputs = sp.hstack([presence, sp.csr_matrix(VALUE_WEIGHT * standard)], format="csr", dtype=np.float32)
         log.info("signature features: %d customers x %d features", matrix.shape[0], matrix.shape[1])
-        return cls(matrix, names, mean, np.maximum(var, 0.0), inputs)
+        profile = lowrank = None
+        if weights is None or weights.profile:
+            u, s = truncated_svd(tfidf_histories(store), PROFILE_RANK)[:2]
+            profile = u * s
+            profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+        if weights is None or weights.lowrank:
+            u, s, vt = truncated_svd(matrix, LOWRANK_RANK)
+            lowrank = (u * s, vt)
+        return cls(matrix, names, mean, np.maximum(var, 0.0), inputs, profile, lowrank)
 
     @property
     def n(self) -> int:
         return self.matrix.shape[0]
+
+
+def truncated_svd(matrix: sp.csr_matrix, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32 (u, s, vt) of scikit-learn's randomized SVD at ``rank`` (at most the matrix's smaller side - 1),
+    with a fixed random state: one bundle's features are the same at every load."""
+    from sklearn.utils.extmath import randomized_svd
+
+    rank = max(min(rank, min(matrix.shape) - 1), 1)
+    u, s, vt = randomized_svd(matrix, rank, random_state=0)
+    return u.astype(np.float32), s.astype(np.float32), vt.astype(np.float32)
 
 
 def signature(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, support: float = SUPPORT
@@ -138,10 +209,54 @@ def regression(x: sp.csr_matrix, seeds: np.ndarray, negatives: np.ndarray, c: fl
     return np.asarray(x @ model.coef_[0], dtype=np.float64).ravel()
 
 
-def scores(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, blend: float = 0.2, c: float = 0.006,
+def rank(x: np.ndarray) -> np.ndarray:
+    """float64 [n] ranks in (0, 1] (ties share their mean rank)."""
+    return rankdata(x) / len(x)
+
+
+def score_parts(features: SignatureFeatures, seeds: np.ndarray, tops=(3,), c: float = 0.006,
+                max_negatives: int = 20000, seed: int = 0, support: float = SUPPORT, profile: bool = True,
+                lowrank: bool = True) -> dict:
+    """The parts ``combine`` weighs, for one seed list (unique rows): "signature" and "lowrank" per value of
+    ``tops``, "regression", "profile" (the last three as ranks; profile and lowrank where the features carry
+    their factorisations and the flags ask for them)."""
+    n = features.n
+    rest = np.setdiff1d(np.arange(n), seeds)
+    rng = np.random.default_rng(seed)
+    negatives = rest if len(rest) <= max_negatives else np.sort(rng.choice(rest, max_negatives, replace=False))
+    parts = {"signature": {}, "lowrank": {}, "regression": rank(regression(features.inputs, seeds, negatives, c))}
+    for top in tops:
+        sig, cols, weights = signature_score(features, seeds, top, support)
+        parts["signature"][top] = sig
+        if lowrank and features.lowrank is not None:
+            u, vt = features.lowrank
+            parts["lowrank"][top] = rank(u @ (vt[:, cols] @ weights)) if len(cols) else np.zeros(n)
+    if profile and features.profile is not None:
+        centroid = features.profile[seeds].mean(axis=0)  # its scale leaves the ranks alone
+        parts["profile"] = rank(features.profile @ centroid)
+    return parts
+
+
+def combine(parts: dict, weights: Weights) -> np.ndarray:
+    """float64 [n]: the signature of ``weights.top`` plus each ranked part times its weight."""
+    score = parts["signature"][weights.top] + weights.regression * parts["regression"]
+    for name in ("profile", "lowrank"):
+        weight = getattr(weights, name)
+        if weight:
+            part = parts.get(name)
+            part = part.get(weights.top) if isinstance(part, dict) else part
+            if part is None:
+                raise ValueError(f"signature lookalike: the weights give the {name} part {weight:g} but the "
+                                 "features were built without it (SignatureFeatures.from_store(weights=...))")
+            score = score + weight * part
+    return score
+
+
+def scores(features: SignatureFeatures, seeds: np.ndarray, weights: Weights = UNTUNED, c: float = 0.006,
            max_negatives: int = 20000, seed: int = 0, support: float = SUPPORT, vectors: np.ndarray | None = None,
            vector_weight: float = VECTOR_WEIGHT, norms: np.ndarray | None = None) -> np.ndarray:
-    """float64 [n] lookalike scores of every customer (higher = more like the seeds; seeds included).
+    """float64 [n] lookalike scores of every customer (higher = more like the seeds; seeds included), the
+    parts weighed by ``weights`` (a bundle's tuned ones: ``tune``).
     ``vectors``: [n, d] rows of the sequence encoder's space, any positive scale
     (``Representation.sequence_part``), or None; ``norms``: their row norms when the caller keeps them (the
     service does, per bundle version), else computed here. The hybrid customer vector in their place does
@@ -153,17 +268,80 @@ def scores(features: SignatureFeatures, seeds: np.ndarray, top: int = 3, blend: 
     n = features.n
     if len(seeds) >= n:
         raise ValueError("signature lookalike: every customer is a seed; nothing is left to rank")
-    sig, _, _ = signature_score(features, seeds, top, support)
-    rest = np.setdiff1d(np.arange(n), seeds)
-    rng = np.random.default_rng(seed)
-    negatives = rest if len(rest) <= max_negatives else np.sort(rng.choice(rest, max_negatives, replace=False))
-    score = sig + blend * rankdata(regression(features.inputs, seeds, negatives, c)) / n
+    parts = score_parts(features, seeds, (weights.top,), c, max_negatives, seed, support,
+                        profile=bool(weights.profile), lowrank=bool(weights.lowrank))
+    score = combine(parts, weights)
     if vectors is not None and vector_weight:
         if norms is None:
             norms = np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
         centroid = (vectors[seeds] / norms[seeds, None]).mean(axis=0)  # its scale leaves the ranks alone
         score += vector_weight * rankdata((vectors @ centroid) / norms) / n
     return score
+
+
+@dataclass
+class Tuning:
+    """``tune``'s answer: the weights, and what they were chosen on (for the manifest and the log)."""
+
+    weights: Weights
+    reason: str
+    window_days: float = 0.0
+    customers: int = 0
+    tasks: int = 0
+    roc_auc: float | None = None  # of the weights chosen, on the held-back window
+    default_roc_auc: float | None = None  # of Weights(), on the same tasks
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "weights": self.weights.to_dict()}
+
+
+def tune(store: SequenceStore, as_of: int, seed: int = 0, per_kind: int = 25, min_buyers: int = 10,
+         grid: tuple[Weights, ...] = TUNE_GRID) -> Tuning:
+    """The weights of ``grid`` that find, from the history alone, the later buyers best: the last quarter of
+    the history (two weeks to thirteen) is held back, the features are built on what comes before it, and
+    each weighting ranks the customers for the categories and products bought in the held-back window by 2-30%
+    of them (half their buyers the seeds, the rest to find: engine.index.evaluation's tasks). The mean ROC-AUC
+    over categories and products picks the weights; ``Weights()`` wins ties and stands in when the history is
+    under four weeks or offers fewer than TUNE_MIN_TASKS tasks.
+
+    Which parts help depends on the log (on the real grocery log the low-rank signature, on the generated log
+    the item profile and ten features: bench/lookalike_scorers.py), so they are chosen on each user's own
+    history rather than fixed to one."""
+    from engine.index.evaluation import lookalike_tasks  # evaluation imports this module
+    from engine.index.lookalike import roc_auc
+
+    first = store.time_range()[0]
+    span = (as_of - first) / DAY
+    if span < 28:
+        return Tuning(UNTUNED, f"a history of {span:.0f} days (under 28) is too short to hold a window back")
+    window = float(np.clip(span / 4, 14, 91))
+    cutoff = int(as_of - window * DAY)
+    history = store.before(cutoff)
+    rows = np.flatnonzero(history.lengths() > 0)
+    if len(rows) > TUNE_MAX_CUSTOMERS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, TUNE_MAX_CUSTOMERS, replace=False))
+    history, future = history.take(rows), store.after(cutoff, as_of).take(rows)
+    tasks = lookalike_tasks(history, future, per_kind, min_buyers=min_buyers, seed=seed)
+    base = dict(window_days=window, customers=len(rows), tasks=len(tasks))
+    if len(tasks) < TUNE_MIN_TASKS:
+        return Tuning(UNTUNED, f"{len(tasks)} categories and products were bought by 2-30% of the customers in "
+                      f"the last {window:.0f} days (under {TUNE_MIN_TASKS})", **base)
+    features = SignatureFeatures.from_store(history, cutoff)
+    tops = sorted({w.top for w in grid} | {UNTUNED.top})
+    grid = (UNTUNED, *[w for w in grid if w != UNTUNED])  # first: it wins ties
+    auc = {kind: np.zeros((len(grid), 0)) for kind in ("category", "product")}
+    for task in tasks:  # a loop over tuning tasks, not customers
+        candidate = np.ones(features.n, dtype=bool)
+        candidate[task["seeds"]] = False
+        positive = np.zeros(features.n, dtype=bool)
+        positive[task["targets"]] = True
+        parts = score_parts(features, task["seeds"], tops, seed=seed)
+        column = [roc_auc(combine(parts, w)[candidate], positive[candidate]) for w in grid]
+        auc[task["kind"]] = np.c_[auc[task["kind"]], column]
+    mean = np.mean([a.mean(axis=1) for a in auc.values() if a.shape[1]], axis=0)
+    best = int(np.argmax(mean))
+    return Tuning(grid[best], f"the best of {len(grid)} weightings on the last {window:.0f} days of the history",
+                  roc_auc=float(mean[best]), default_roc_auc=float(mean[0]), **base)
 
 
 def explain(features: SignatureFeatures, seeds: np.ndarray, top: int = 10) -> list[dict]:

@@ -152,10 +152,13 @@ def audience(bundle: Bundle, request: LookalikeRequest, offset: int, limit: int)
     ranked, scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
     explained = None
     if available > 0 and request.method == "signature":
-        features = c.signature_features(bundle.as_of)
+        weights = bundle.lookalike_weights
+        features = c.signature_features(bundle.as_of, weights)
         vectors, norms = c.sequence_vectors(bundle.representation)
         ranked, scores = best_rows(
-            signature.scores(features, seeds, vectors=vectors, norms=norms), np.union1d(seeds, exclude), size
+            signature.scores(features, seeds, weights, vectors=vectors, norms=norms),
+            np.union1d(seeds, exclude),
+            size,
         )
         explained = signature.explain(features, seeds)
     elif available > 0:

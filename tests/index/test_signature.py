@@ -69,7 +69,7 @@ def test_what_one_seed_alone_holds_does_not_sign_the_list():
     others = np.setdiff1d(np.arange(store.n_customers), seeds)
 
     def places(support: float) -> np.ndarray:  # the caviar holders' places among the non-seeds, 0 = first
-        scores = signature.scores(features, seeds, top=10, support=support)
+        scores = signature.scores(features, seeds, signature.Weights(top=10), support=support)
         order = others[np.argsort(-scores[others], kind="stable")]
         return np.flatnonzero(np.isin(order, caviar))
 
@@ -152,3 +152,38 @@ def test_a_log_too_short_for_the_value_model_says_so():
     store, as_of = base(40)
     with pytest.raises(ValueError, match="forecast.horizon_days"):
         Representation.fit(store, as_of, horizon_days=400)
+
+
+def test_tuning_weighs_the_parts_on_the_history_alone():
+    """The last quarter of the 121 days (30) is held back: the common items and wine bought in it are the
+    tasks, the weights chosen find their buyers at least as well as the untuned ones, and a bundle's features
+    carry exactly the factorisations its weights read."""
+    store, as_of = base()
+    tuning = signature.tune(store, as_of)
+    assert tuning.window_days == pytest.approx(121 / 4, abs=0.5) and tuning.customers == store.n_customers
+    assert tuning.tasks >= signature.TUNE_MIN_TASKS
+    assert tuning.roc_auc >= tuning.default_roc_auc > 0.5
+    assert tuning.weights in (signature.Weights(), *signature.TUNE_GRID)
+    assert signature.Weights.from_dict(tuning.to_dict()["weights"]) == tuning.weights
+
+    seeds = store.customer_index([f"c{c:03d}" for c in range(10)])
+    plain = signature.SignatureFeatures.from_store(store, as_of, weights=signature.Weights())
+    assert plain.profile is None and plain.lowrank is None
+    with pytest.raises(ValueError, match="profile part 0.2 but the features were built without it"):
+        signature.scores(plain, seeds, signature.Weights(profile=0.2))
+    full = signature.SignatureFeatures.from_store(store, as_of)
+    assert len(full.profile) == store.n_customers and np.allclose(np.linalg.norm(full.profile, axis=1), 1, atol=1e-4)
+    assert full.lowrank[0].shape == (store.n_customers, signature.LOWRANK_RANK)
+    scored = signature.scores(full, seeds, signature.Weights(top=10, profile=0.2, lowrank=0.2))
+    others = np.setdiff1d(np.arange(store.n_customers), seeds)
+    first = others[np.argsort(-scored[others], kind="stable")[:30]]
+    assert np.isin(first, np.arange(10, 40)).mean() >= 0.9  # with every part weighed, the wine buyers still lead
+    with pytest.raises(ValueError, match="unknown part"):
+        signature.Weights.from_dict({"top": 3, "vector": 0.1})
+
+
+def test_a_history_too_short_to_hold_a_window_back_keeps_the_default_weights():
+    store, as_of = base()
+    short = store.after(as_of - 20 * DAY)
+    tuning = signature.tune(short, as_of)
+    assert tuning.weights == signature.Weights() and "too short" in tuning.reason and tuning.roc_auc is None

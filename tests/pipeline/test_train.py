@@ -13,6 +13,7 @@ from engine.bundle.writer import read_embeddings
 from engine.config import ConfigError, validate
 from engine.data import SequenceStore
 from engine.index.index import load_index
+from engine.index.signature import TUNE_GRID, Weights
 from engine.model.io import load_model
 from tests.conftest import compose_config, run
 
@@ -27,6 +28,9 @@ def test_all_writes_every_file_of_the_bundle(bundle):
     n = manifest["counts"]["customers"]
     assert manifest["config"]["model"]["dim"] == 32 and manifest["data"]["fingerprint"]
     assert manifest["k"] == 4 and manifest["engine_version"]
+    lookalike = manifest["lookalike"]  # the signature scorer's weights, tuned on the history's last quarter
+    assert lookalike["tasks"] >= 10 and lookalike["roc_auc"] >= lookalike["default_roc_auc"]
+    assert Weights.from_dict(lookalike["weights"]) in (Weights(), *TUNE_GRID)
 
     ids, emb = read_embeddings(bundle / "embeddings.parquet")
     assert emb.shape == (n, 2 + 16 + 64)  # the hybrid vector: value, sequence embedding, profile factors

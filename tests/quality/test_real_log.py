@@ -74,7 +74,8 @@ def test_signature_lookalike_beats_the_oracle_and_every_baseline(evaluation, kin
         oracle = methods["oracle"][kind]
         assert engine["average_precision"] > oracle["average_precision"], (engine, oracle)
     best = max(methods[name][kind]["roc_auc"] for name in BASELINES)
-    # the issue asks +0.05: met on categories, not on products (+0.006 on the whole log, bench/quality.py)
+    # the issue asks +0.05: on the whole log met on both (products +0.051 over 3 seeds, bench/quality.py); this
+    # sample of 1,000 households gives products +0.019 (categories +0.068), so only a floor is asserted there
     assert engine["roc_auc"] > best + (0.04 if kind == "category" else 0.005), (engine, best)
 
 

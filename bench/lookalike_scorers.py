@@ -32,13 +32,14 @@ sys.path.insert(0, str(ROOT))
 from quality import CJ, LOGS, generated_log, split_log  # noqa: E402
 
 from engine.forecast import bgnbd_gamma_gamma, transaction_unit  # noqa: E402
-from engine.index import evaluation, signature  # noqa: E402
+from engine.index import evaluation, signature, tuning  # noqa: E402
 from engine.index.lookalike import average_precision, roc_auc  # noqa: E402
+from engine.represent import tfidf_histories  # noqa: E402
 
 FOLDS = 5
 
 VARIANTS = {
-    "default": "the default: its parts weighed by signature.tune on the history's last quarter (without the vector term: this bench trains no encoder)",
+    "default": "the default: its parts weighed by engine.index.tuning on the history's last quarter (without the vector term: this bench trains no encoder)",
     "untuned": "signature (top 3 features held by a fifth of the seeds) + 0.2 x logistic-regression rank (the default before 2026-12-03, and the tuning's fallback)",
     "previous": "the default before 2026-12-02: no support floor, regression over log counts (C=0.003)",
     "no_support": "untuned without the support floor (a feature held by any seeds may sign)",
@@ -85,10 +86,10 @@ class Scorers:
         from sklearn.preprocessing import normalize
         from sklearn.utils.extmath import randomized_svd
 
-        self.f = signature.SignatureFeatures.from_store(store, as_of)
-        self.tuning = signature.tune(store, as_of, seed=seed)
+        self.f = signature.SignatureFeatures.from_store(store, as_of, weights=None)
+        self.tuning = tuning.tune(store, as_of, seed=seed)
         self.n, self.seed = self.f.n, seed
-        tfidf = evaluation.tfidf_histories(store)
+        tfidf = tfidf_histories(store)
         u, s, _ = randomized_svd(tfidf, min(64, min(tfidf.shape) - 1), random_state=seed)
         self.svd = normalize(u * s)
         u, s, vt = randomized_svd(self.f.matrix, min(32, min(self.f.matrix.shape) - 1), random_state=seed)
@@ -185,7 +186,7 @@ def markdown(results: list[dict], seeds: list[int], seconds: float, name: str) -
                 v = [r[name][kind][metric] for r in results]
                 cells.append(f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "The default's weights, per seed (signature.tune): " + "; ".join(
+    lines += ["", "The default's weights, per seed (engine.index.tuning): " + "; ".join(
         f"seed {seed}: {r['weights']}" for seed, r in zip(seeds, results, strict=True)) + "."]
     return "\n".join(lines) + "\n"
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from quality import CJ, split_log  # noqa: E402
 
-from engine.index import signature  # noqa: E402
+from engine.index import signature, tuning  # noqa: E402
 
 GENERATED_SIZES = (20_000, 100_000)
 
@@ -38,12 +38,12 @@ def seconds(fn) -> tuple[float, object]:
 
 def measure(name: str, store, as_of: int, queries: int) -> dict:
     print(f"[{name}] {store.n_customers:,} customers, {store.n_events:,} events: tuning ...", flush=True)
-    tune_s, tuning = seconds(lambda: signature.tune(store, as_of))
+    tune_s, tuned = seconds(lambda: tuning.tune(store, as_of))
     row = {"log": name, "customers": store.n_customers, "events": store.n_events, "tune_s": tune_s,
-           "weights": str(tuning.weights), "reason": tuning.reason}
+           "weights": str(tuned.weights), "reason": tuned.reason}
     rng = np.random.default_rng(0)
     draws = [rng.choice(store.n_customers, max(store.n_customers // 100, 2), replace=False) for _ in range(queries)]
-    weightings = {"untuned": signature.UNTUNED, "tuned": tuning.weights}
+    weightings = {"untuned": signature.UNTUNED, "tuned": tuned.weights}
     built = {label: seconds(lambda w=w: signature.SignatureFeatures.from_store(store, as_of, weights=w))
              for label, w in weightings.items()}
     times = {label: [] for label in weightings}

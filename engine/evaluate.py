@@ -14,6 +14,7 @@ from engine.forecast import baselines
 from engine.forecast import metrics as forecast_metrics
 from engine.forecast.process import Process
 from engine.index import evaluation as lookalike_evaluation
+from engine.index.signature import UNTUNED, Weights
 from engine.segment.figures import cumulative_revenue_html
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, np.ndarray],
                  labels: np.ndarray, process: Process | None = None, unit: str = "basket",
-                 recommender=None, lookalike_weights=None) -> None:
+                 recommender=None, lookalike_weights: Weights = UNTUNED) -> None:
     """Score lookalikes, segments (``labels``: the run's own, and k=8) and forecasts on the events after the
     cutoff, beside the baselines computed in the same run; print the tables, keep them in the bundle
     (evaluation.json, evaluation.md, the report)."""
@@ -33,7 +34,7 @@ def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, 
     if "lookalike" in e.sections:
         summary["lookalike"] = lookalike_evaluation.evaluate(
             data.store, data.future, arrays["embedding"], data.as_of, arrays.get("sequence"), e.lookalike_tasks,
-            e.min_buyers, cfg.seed, **({} if lookalike_weights is None else {"weights": lookalike_weights}))
+            e.min_buyers, cfg.seed, lookalike_weights)
         tables["Lookalike audiences (categories and products bought after the cutoff by 2-30% of customers; "
                "half the buyers as seeds)"] = lookalike_evaluation.markdown(summary["lookalike"])
     if "segments" in e.sections:

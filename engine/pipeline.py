@@ -34,8 +34,9 @@ from engine.evaluate import evaluate_run, markdown_to_html
 from engine.forecast import baselines
 from engine.forecast.process import COLUMNS as PROCESS_COLUMNS
 from engine.forecast.process import Process
-from engine.index import signature
 from engine.index.index import save_index
+from engine.index.signature import UNTUNED, Weights
+from engine.index.tuning import Tuning, tune
 from engine.inputs import (
     Attributes,
     attribute_spec,
@@ -438,14 +439,15 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
     bundle.manifest.setdefault("counts", {})["segments"] = len(centroids)
 
 
-def tune_lookalike(cfg: DictConfig, data: Data, bundle: BundleWriter) -> signature.Weights:
-    """The signature lookalike's weights for this base (signature.tune on the history alone), kept in the
-    manifest's "lookalike" entry, which the service and the audiences read."""
+def tune_lookalike(cfg: DictConfig, data: Data, bundle: BundleWriter) -> Weights:
+    """The signature lookalike's weights for this base (engine.index.tuning on the history alone), kept in the
+    manifest's "lookalike" entry, which the service and the audiences read. Stages all, evaluate and embed
+    tune; segment, forecast and recommend keep their bundle's entry (the same store)."""
     if cfg.lookalike.tune:
         log.info("lookalike: weighing the signature scorer's parts on the history's last quarter ...")
-        tuning = signature.tune(data.store, data.as_of, seed=cfg.seed)
+        tuning = tune(data.store, data.as_of, seed=cfg.seed)
     else:
-        tuning = signature.Tuning(signature.Weights(), "lookalike.tune=false")
+        tuning = Tuning(UNTUNED, "lookalike.tune=false")
     if tuning.roc_auc is None:
         log.info("lookalike: %s (%s)", tuning.weights, tuning.reason)
     else:

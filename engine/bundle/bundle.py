@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -42,6 +43,9 @@ from engine.bundle.ledger import append_erasure, read_erasures
 from engine.bundle.writer import BUNDLE_FORMAT, BundleError, present_ids, recover_swap
 from engine.model.io import MODEL_FILE, load_model
 from engine.segment.hierarchy import Hierarchy
+
+if TYPE_CHECKING:
+    from engine.index.signature import Weights
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,21 @@ def read_tombstones(directory: Path) -> list[str]:
 def append_tombstone(directory: Path, customer_id: str) -> None:
     """Append {"customer_id", "erased_at"} to tombstones.jsonl and fsync it (and the directory if new)."""
     append_erasure(directory / TOMBSTONES, customer_id)
+
+
+def lookalike_weights(path: Path, manifest: dict) -> Weights:
+    """The manifest's "lookalike" weights (engine.index.tuning), UNTUNED for a bundle written before the tuning;
+    BundleError naming the bundle and the entry if they are not this engine's."""
+    from engine.index.signature import UNTUNED, Weights
+
+    entry = manifest.get("lookalike") or {}
+    if "weights" not in entry:
+        return UNTUNED
+    try:
+        return Weights.from_dict(entry["weights"])
+    except (TypeError, ValueError) as err:
+        raise BundleError(f"{path}: {MANIFEST} lookalike.weights: {err} (written by another engine version? "
+                          "retrain, or rerun stage=embed)") from None
 
 
 def check_manifest(path: Path, manifest) -> None:
@@ -135,6 +154,7 @@ class Bundle:
             raise BundleError(f"{path}: no such bundle directory")
         manifest = read_file(path, MANIFEST, lambda p: json.loads(p.read_text()))
         check_manifest(path, manifest)
+        lookalike_weights(path, manifest)  # a bad entry fails the load (409), not every lookalike query (422)
         centroids = read_file(path, CENTROIDS, np.load).astype(np.float32)
         hierarchy = read_file(path, HIERARCHY, lambda p: Hierarchy.from_dict(json.loads(p.read_text())))
         profiles = read_file(path, PROFILES, pq.read_table)
@@ -189,13 +209,9 @@ class Bundle:
         return meta
 
     @property
-    def lookalike_weights(self):
-        """The signature lookalike's weights this bundle was tuned to (the manifest's "lookalike" entry;
-        engine.index.signature.Weights() for a bundle written before the tuning)."""
-        from engine.index.signature import Weights
-
-        entry = self.manifest.get("lookalike") or {}
-        return Weights.from_dict(entry["weights"]) if "weights" in entry else Weights()
+    def lookalike_weights(self) -> Weights:
+        """The signature lookalike's weights this bundle was tuned to (the manifest's "lookalike" entry)."""
+        return lookalike_weights(self.path, self.manifest)
 
     @property
     def as_of(self) -> int:

@@ -22,6 +22,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
@@ -33,6 +34,9 @@ from engine.bundle.writer import BundleError, embeddings_table, fsync_dir, read_
 from engine.data.store import SequenceStore
 from engine.index.index import index_kind, load_index, rebuild_without, remove_ids
 from engine.segment.hierarchy import Hierarchy
+
+if TYPE_CHECKING:
+    from engine.index.signature import SignatureFeatures, Weights
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +82,7 @@ class Customers:
     def n(self) -> int:
         return len(self.ids)
 
-    def signature_features(self, as_of: int, weights):
+    def signature_features(self, as_of: int, weights: Weights) -> SignatureFeatures:
         """The seed-signature lookalike's features of these customers (engine.index.signature), with the
         factorisations ``weights`` reads, built from the store on first use. Erasure makes a new Customers,
         so an erased customer is never in them (nor in the factorisations)."""

@@ -25,13 +25,14 @@ search over a general-purpose embedding dilutes that signal across every dimensi
    it (a trained bundle does; ``Representation.sequence_part``). The encoder reads the order and timing of the
    events, which the bags above do not (0.1 tried beside 0.05 and 0.2 on both logs, before the tuning).
 
-Which views help depends on the log, so ``tune`` weighs them on each user's own history at training time:
-it holds back the history's last quarter, poses the evaluation's tasks (half the buyers of a category or a
-product bought in that window as the seeds, the rest to find) and keeps the best of 36 weightings
-(``TUNE_GRID``; ``Weights()``, the weighting used before, when the history is too short). The bundle's
-manifest keeps them ("lookalike") and the service reads them. On the real grocery log it picks a three-feature
-signature with the low-rank view and a little of the profile, on the generated log a ten-feature signature with
-more of the profile; fixed, the low-rank view loses on the generated log and the ten features on the real one.
+Which views help depends on the log, so engine.index.tuning weighs them on each user's own history at
+training time: it holds back the history's last quarter, poses the evaluation's tasks there (half the buyers
+of a category or a product bought in that window as the seeds, the rest to find) and keeps the best of 36
+weightings (``TUNE_GRID``) if it beats ``Weights()``, the weighting used before, by two standard errors. The
+bundle's manifest keeps them ("lookalike") and the service reads them. On the real grocery log it picks a
+three-feature signature with the low-rank view and a little of the profile, on the generated log a
+ten-feature signature with more of the profile; fixed, the low-rank view loses on the generated log and the
+ten features on the real one.
 
 ``SignatureFeatures.from_store`` builds the matrices (and the factorisations the weights read) once per
 bundle version (erasure makes a new one); ``scores`` answers one seed list in milliseconds to a second,
@@ -73,8 +74,9 @@ DAY = 86400
 class Weights:
     """The parts of a signature lookalike score: the signature of the ``top`` features (weight 1), then the
     ranks (in [0, 1]) of the regression, of the cosine to the seeds' centroid over the TF-IDF item profile's
-    SVD, and of the signature carried through a low-rank SVD of the features, each times its weight. ``tune``
-    chooses them per log on the history alone; ``Weights()`` is the choice of a log too short to tune on."""
+    SVD, and of the signature carried through a low-rank SVD of the features, each times its weight.
+    engine.index.tuning chooses them per log on the history alone; ``Weights()`` (UNTUNED) is the weighting
+    used before it, and its fallback."""
 
     top: int = 3
     regression: float = 0.2
@@ -86,10 +88,18 @@ class Weights:
 
     @classmethod
     def from_dict(cls, d: dict) -> Weights:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"lookalike weights: unknown part(s) {sorted(unknown)}; expected "
-                             f"{[f.name for f in fields(cls)]}")
+        """ValueError naming the part unless ``d`` is a to_dict of this engine's parts (top an integer >= 1,
+        the weights numbers >= 0)."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(d, dict) or set(d) - set(names):
+            raise ValueError(f"lookalike weights {d!r}: expected the parts {names}")
+        top = d.get("top", cls.top)
+        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+            raise ValueError(f"lookalike weights: top={top!r}, expected an integer >= 1")
+        for name in names[1:]:
+            value = d.get(name, getattr(cls, name))
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ValueError(f"lookalike weights: {name}={value!r}, expected a number >= 0")
         return cls(**d)
 
     def __str__(self) -> str:
@@ -98,10 +108,6 @@ class Weights:
 
 
 UNTUNED = Weights()  # the weighting before the tuning, and its fallback
-TUNE_GRID = tuple(Weights(top, regression, profile, lowrank) for top in (3, 10) for regression in (0.1, 0.2, 0.4)
-                  for profile in (0.0, 0.1, 0.2) for lowrank in (0.0, 0.2))
-TUNE_MIN_TASKS = 10  # fewer categories and products bought in the held-back window: keep Weights()
-TUNE_MAX_CUSTOMERS = 50_000  # tuning reads a sample of a larger base
 
 
 @dataclass
@@ -121,12 +127,12 @@ class SignatureFeatures:
     lowrank: tuple[np.ndarray, np.ndarray] | None = None  # (u s [n, r], vt [r, n_features]): weights.lowrank's
 
     @classmethod
-    def from_store(cls, store: SequenceStore, as_of: int, min_buyers: int = 5, weights: Weights | None = None
+    def from_store(cls, store: SequenceStore, as_of: int, min_buyers: int = 5, weights: Weights | None = UNTUNED
                    ) -> SignatureFeatures:
         """The features of every customer of ``store`` as of ``as_of``, with the factorisations ``weights``
-        reads (None: both)."""
+        reads (None: both, as engine.index.tuning needs)."""
         ts = np.asarray(store.columns["ts"], dtype=np.int64)
-        decay = np.exp(-np.log(2.0) * np.maximum(as_of - ts, 0) / (HALF_LIFE_DAYS * 86400.0))
+        decay = np.exp(-np.log(2.0) * np.maximum(as_of - ts, 0) / (HALF_LIFE_DAYS * DAY))
         vocab = [f"item:{t}" for t in store.vocabs["item_id"]] + [f"category:{t}" for t in store.vocabs["category"]]
         blocks, names = [], []
         counts = token_counts(store)
@@ -163,13 +169,12 @@ class SignatureFeatures:
         return self.matrix.shape[0]
 
 
-def truncated_svd(matrix: sp.csr_matrix, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """float32 (u, s, vt) of scikit-learn's randomized SVD at ``rank`` (at most the matrix's smaller side - 1),
+def truncated_svd(matrix: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32 (u, s, vt) of scikit-learn's randomized SVD at rank ``k`` (at most the matrix's smaller side - 1),
     with a fixed random state: one bundle's features are the same at every load."""
     from sklearn.utils.extmath import randomized_svd
 
-    rank = max(min(rank, min(matrix.shape) - 1), 1)
-    u, s, vt = randomized_svd(matrix, rank, random_state=0)
+    u, s, vt = randomized_svd(matrix, max(min(k, min(matrix.shape) - 1), 1), random_state=0)
     return u.astype(np.float32), s.astype(np.float32), vt.astype(np.float32)
 
 
@@ -257,7 +262,7 @@ def scores(features: SignatureFeatures, seeds: np.ndarray, weights: Weights = UN
            max_negatives: int = 20000, seed: int = 0, support: float = SUPPORT, vectors: np.ndarray | None = None,
            vector_weight: float = VECTOR_WEIGHT, norms: np.ndarray | None = None) -> np.ndarray:
     """float64 [n] lookalike scores of every customer (higher = more like the seeds; seeds included), the
-    parts weighed by ``weights`` (a bundle's tuned ones: ``tune``).
+    parts weighed by ``weights`` (a bundle's tuned ones: engine.index.tuning).
     ``vectors``: [n, d] rows of the sequence encoder's space, any positive scale
     (``Representation.sequence_part``), or None; ``norms``: their row norms when the caller keeps them (the
     service does, per bundle version), else computed here. The hybrid customer vector in their place does
@@ -278,71 +283,6 @@ def scores(features: SignatureFeatures, seeds: np.ndarray, weights: Weights = UN
         centroid = (vectors[seeds] / norms[seeds, None]).mean(axis=0)  # its scale leaves the ranks alone
         score += vector_weight * rankdata((vectors @ centroid) / norms) / n
     return score
-
-
-@dataclass
-class Tuning:
-    """``tune``'s answer: the weights, and what they were chosen on (for the manifest and the log)."""
-
-    weights: Weights
-    reason: str
-    window_days: float = 0.0
-    customers: int = 0
-    tasks: int = 0
-    roc_auc: float | None = None  # of the weights chosen, on the held-back window
-    default_roc_auc: float | None = None  # of Weights(), on the same tasks
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "weights": self.weights.to_dict()}
-
-
-def tune(store: SequenceStore, as_of: int, seed: int = 0, per_kind: int = 25, min_buyers: int = 10,
-         grid: tuple[Weights, ...] = TUNE_GRID) -> Tuning:
-    """The weights of ``grid`` that find, from the history alone, the later buyers best: the last quarter of
-    the history (two weeks to thirteen) is held back, the features are built on what comes before it, and
-    each weighting ranks the customers for the categories and products bought in the held-back window by 2-30%
-    of them (half their buyers the seeds, the rest to find: engine.index.evaluation's tasks). The mean ROC-AUC
-    over categories and products picks the weights; ``Weights()`` wins ties and stands in when the history is
-    under four weeks or offers fewer than TUNE_MIN_TASKS tasks.
-
-    Which parts help depends on the log (on the real grocery log the low-rank signature, on the generated log
-    the item profile and ten features: bench/lookalike_scorers.py), so they are chosen on each user's own
-    history rather than fixed to one."""
-    from engine.index.evaluation import lookalike_tasks  # evaluation imports this module
-    from engine.index.lookalike import roc_auc
-
-    first = store.time_range()[0]
-    span = (as_of - first) / DAY
-    if span < 28:
-        return Tuning(UNTUNED, f"a history of {span:.0f} days (under 28) is too short to hold a window back")
-    window = float(np.clip(span / 4, 14, 91))
-    cutoff = int(as_of - window * DAY)
-    history = store.before(cutoff)
-    rows = np.flatnonzero(history.lengths() > 0)
-    if len(rows) > TUNE_MAX_CUSTOMERS:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, TUNE_MAX_CUSTOMERS, replace=False))
-    history, future = history.take(rows), store.after(cutoff, as_of).take(rows)
-    tasks = lookalike_tasks(history, future, per_kind, min_buyers=min_buyers, seed=seed)
-    base = dict(window_days=window, customers=len(rows), tasks=len(tasks))
-    if len(tasks) < TUNE_MIN_TASKS:
-        return Tuning(UNTUNED, f"{len(tasks)} categories and products were bought by 2-30% of the customers in "
-                      f"the last {window:.0f} days (under {TUNE_MIN_TASKS})", **base)
-    features = SignatureFeatures.from_store(history, cutoff)
-    tops = sorted({w.top for w in grid} | {UNTUNED.top})
-    grid = (UNTUNED, *[w for w in grid if w != UNTUNED])  # first: it wins ties
-    auc = {kind: np.zeros((len(grid), 0)) for kind in ("category", "product")}
-    for task in tasks:  # a loop over tuning tasks, not customers
-        candidate = np.ones(features.n, dtype=bool)
-        candidate[task["seeds"]] = False
-        positive = np.zeros(features.n, dtype=bool)
-        positive[task["targets"]] = True
-        parts = score_parts(features, task["seeds"], tops, seed=seed)
-        column = [roc_auc(combine(parts, w)[candidate], positive[candidate]) for w in grid]
-        auc[task["kind"]] = np.c_[auc[task["kind"]], column]
-    mean = np.mean([a.mean(axis=1) for a in auc.values() if a.shape[1]], axis=0)
-    best = int(np.argmax(mean))
-    return Tuning(grid[best], f"the best of {len(grid)} weightings on the last {window:.0f} days of the history",
-                  roc_auc=float(mean[best]), default_roc_auc=float(mean[0]), **base)
 
 
 def explain(features: SignatureFeatures, seeds: np.ndarray, top: int = 10) -> list[dict]:

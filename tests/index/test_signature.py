@@ -10,6 +10,7 @@ import pytest
 
 from engine.data.store import build_store
 from engine.index import signature
+from engine.index import tuning as tuning_
 from engine.represent import Representation
 
 DAY = 86400
@@ -159,11 +160,11 @@ def test_tuning_weighs_the_parts_on_the_history_alone():
     tasks, the weights chosen find their buyers at least as well as the untuned ones, and a bundle's features
     carry exactly the factorisations its weights read."""
     store, as_of = base()
-    tuning = signature.tune(store, as_of)
+    tuning = tuning_.tune(store, as_of)
     assert tuning.window_days == pytest.approx(121 / 4, abs=0.5) and tuning.customers == store.n_customers
-    assert tuning.tasks >= signature.TUNE_MIN_TASKS
+    assert tuning.tasks >= tuning_.TUNE_MIN_TASKS
     assert tuning.roc_auc >= tuning.default_roc_auc > 0.5
-    assert tuning.weights in (signature.Weights(), *signature.TUNE_GRID)
+    assert tuning.weights in (signature.Weights(), *tuning_.TUNE_GRID)
     assert signature.Weights.from_dict(tuning.to_dict()["weights"]) == tuning.weights
 
     seeds = store.customer_index([f"c{c:03d}" for c in range(10)])
@@ -171,19 +172,39 @@ def test_tuning_weighs_the_parts_on_the_history_alone():
     assert plain.profile is None and plain.lowrank is None
     with pytest.raises(ValueError, match="profile part 0.2 but the features were built without it"):
         signature.scores(plain, seeds, signature.Weights(profile=0.2))
-    full = signature.SignatureFeatures.from_store(store, as_of)
+    full = signature.SignatureFeatures.from_store(store, as_of, weights=None)
     assert len(full.profile) == store.n_customers and np.allclose(np.linalg.norm(full.profile, axis=1), 1, atol=1e-4)
     assert full.lowrank[0].shape == (store.n_customers, signature.LOWRANK_RANK)
     scored = signature.scores(full, seeds, signature.Weights(top=10, profile=0.2, lowrank=0.2))
     others = np.setdiff1d(np.arange(store.n_customers), seeds)
     first = others[np.argsort(-scored[others], kind="stable")[:30]]
     assert np.isin(first, np.arange(10, 40)).mean() >= 0.9  # with every part weighed, the wine buyers still lead
-    with pytest.raises(ValueError, match="unknown part"):
-        signature.Weights.from_dict({"top": 3, "vector": 0.1})
+    for bad in ({"top": 3, "vector": 0.1}, {"top": 0}, {"top": 3, "profile": -0.1}, {"regression": "0.2"}):
+        with pytest.raises(ValueError, match="lookalike weights"):
+            signature.Weights.from_dict(bad)
 
 
 def test_a_history_too_short_to_hold_a_window_back_keeps_the_default_weights():
     store, as_of = base()
     short = store.after(as_of - 20 * DAY)
-    tuning = signature.tune(short, as_of)
+    tuning = tuning_.tune(short, as_of)
     assert tuning.weights == signature.Weights() and "too short" in tuning.reason and tuning.roc_auc is None
+
+
+def test_tuning_keeps_the_untuned_weights_where_no_weighting_leads_by_more_than_luck():
+    """Random purchases of 30 items in 6 categories: whatever weighting leads on the held-back window leads by
+    chance, and the untuned weights stay."""
+    rng = np.random.default_rng(0)
+    rows = [(f"c{c:03d}", rng.uniform(0, 120), f"item{rng.integers(30)}", f"cat{rng.integers(6)}")
+            for c in range(400) for _ in range(rng.integers(5, 15))]
+    customer, day, item, category = zip(*rows, strict=True)
+    table = pa.table({
+        "customer_id": pa.array(customer, pa.string()), "ts": pa.array(T0 + (np.array(day) * DAY).astype(np.int64)),
+        "event_type": pa.array(["purchase"] * len(rows), pa.string()), "item_id": pa.array(item, pa.string()),
+        "category": pa.array(category, pa.string()), "channel": pa.array(["store"] * len(rows), pa.string()),
+        "amount": pa.array([1.0] * len(rows), pa.float64()), "quantity": pa.array([1.0] * len(rows), pa.float64()),
+    })
+    tuning = tuning_.tune(build_store(table, ["purchase"], ["return"])[0], T0 + 121 * DAY)
+    assert tuning.tasks >= tuning_.TUNE_MIN_TASKS
+    assert tuning.weights == signature.UNTUNED and "standard errors" in tuning.reason
+    assert tuning.roc_auc == tuning.default_roc_auc

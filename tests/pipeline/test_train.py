@@ -13,7 +13,8 @@ from engine.bundle.writer import read_embeddings
 from engine.config import ConfigError, validate
 from engine.data import SequenceStore
 from engine.index.index import load_index
-from engine.index.signature import TUNE_GRID, Weights
+from engine.index.signature import Weights
+from engine.index.tuning import TUNE_GRID
 from engine.model.io import load_model
 from tests.conftest import compose_config, run
 

@@ -1,7 +1,14 @@
 """POST /lookalike: ranked audiences without seeds or excluded ids, paged; malformed requests are 422s."""
 
+import json
+from pathlib import Path
+
+import httpx
 import pyarrow.parquet as pq
 import pytest
+
+from engine.bundle import Bundle, BundleError
+from engine.index.signature import Weights
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +93,24 @@ def test_the_default_signature_method_says_what_sets_the_seeds_apart(client, seg
     assert body["signature"] and all(f["z"] > 0 and f["seed_mean"] > f["base_mean"] for f in body["signature"])
     kinds = {f["feature"].split(":")[0] for f in body["signature"]}
     assert kinds <= {"item", "category", "recent item", "recent category", "value"}
+
+
+def _with_lookalike_weights(bundle: Path, weights: dict) -> Path:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["lookalike"] = {**manifest.get("lookalike", {}), "weights": weights}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    return bundle
+
+
+def test_the_bundles_tuned_weights_rank_the_audience_and_bad_ones_fail_the_load(writable, serve, segments):
+    """Every part weighed (the item profile and the low-rank view built on the first query); an entry this
+    engine cannot read fails the load, naming the bundle's manifest, rather than every query."""
+    seeds = segments["customer_id"][:20]
+    every = {"top": 10, "regression": 0.2, "profile": 0.2, "lowrank": 0.2}
+    with serve(_with_lookalike_weights(writable, every)) as server:
+        body = httpx.post(f"{server.url}/lookalike", json={"seed_ids": seeds, "size": 30}).json()
+    assert len(body["audience"]) == 30 and not {a["customer_id"] for a in body["audience"]} & set(seeds)
+    assert Bundle.load(writable).lookalike_weights == Weights(**every)
+    _with_lookalike_weights(writable, {"top": 10, "vector": 0.1})
+    with pytest.raises(BundleError, match=r"manifest.json lookalike.weights: .*expected the parts"):
+        Bundle.load(writable)

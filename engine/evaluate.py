@@ -20,6 +20,18 @@ from engine.segment.figures import cumulative_revenue_html
 log = logging.getLogger(__name__)
 
 
+def tuning_line(entry: dict | None) -> str:
+    """The line under the lookalike table that says how the default scorer was weighed (the manifest's
+    "lookalike" entry, engine/index/tuning.py), or nothing."""
+    if not entry:
+        return ""
+    weights = Weights.from_dict(entry["weights"])
+    if entry.get("roc_auc") is None:
+        return f"\n\nThe default scorer's weights: {weights} ({entry['reason']}).\n"
+    return (f"\n\nThe default scorer's weights: {weights}, {entry['reason']} before the cutoff (ROC-AUC "
+            f"{entry['roc_auc']:.3f} there on {entry['tasks']} tasks, {entry['default_roc_auc']:.3f} untuned).\n")
+
+
 def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, np.ndarray],
                  labels: np.ndarray, process: Process | None = None, unit: str = "basket",
                  recommender=None, lookalike_weights: Weights = UNTUNED) -> None:
@@ -36,7 +48,8 @@ def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, 
             data.store, data.future, arrays["embedding"], data.as_of, arrays.get("sequence"), e.lookalike_tasks,
             e.min_buyers, cfg.seed, lookalike_weights)
         tables["Lookalike audiences (categories and products bought after the cutoff by 2-30% of customers; "
-               "half the buyers as seeds)"] = lookalike_evaluation.markdown(summary["lookalike"])
+               "half the buyers as seeds)"] = (lookalike_evaluation.markdown(summary["lookalike"])
+                                               + tuning_line(bundle.manifest.get("lookalike")))
     if "segments" in e.sections:
         segmentations = {"engine_k8": segment(OmegaConf.merge(cfg, {"segment": {"k": 8}}), arrays["embedding"])[1],
                          "engine_auto": labels}

@@ -77,6 +77,7 @@ def test_lookalikes_beat_every_baseline(evaluated):
     methods = json.loads((bundle / "evaluation.json").read_text())["lookalike"]["methods"]
     engine = methods["engine"]["all"]
     assert engine["tasks"] >= 20
+    assert "The default scorer's weights: signature of" in (bundle / "evaluation.md").read_text()
     for name in ("tfidf", "tfidf_svd", "tfidf_knn", "activity", "oracle"):
         assert engine["roc_auc"] > methods[name]["all"]["roc_auc"], (name, engine, methods[name])
         assert engine["average_precision"] > methods[name]["all"]["average_precision"], (name, engine, methods[name])

@@ -20,12 +20,11 @@ from engine.segment.figures import cumulative_revenue_html
 log = logging.getLogger(__name__)
 
 
-def tuning_line(entry: dict | None) -> str:
+def tuning_line(entry: dict | None, weights: Weights) -> str:
     """The line under the lookalike table that says how the default scorer was weighed (the manifest's
     "lookalike" entry, engine/index/tuning.py), or nothing."""
     if not entry:
         return ""
-    weights = Weights.from_dict(entry["weights"])
     if entry.get("roc_auc") is None:
         return f"\n\nThe default scorer's weights: {weights} ({entry['reason']}).\n"
     return (f"\n\nThe default scorer's weights: {weights}, {entry['reason']} before the cutoff (ROC-AUC "
@@ -34,7 +33,7 @@ def tuning_line(entry: dict | None) -> str:
 
 def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, np.ndarray],
                  labels: np.ndarray, process: Process | None = None, unit: str = "basket",
-                 recommender=None, lookalike_weights: Weights = UNTUNED) -> None:
+                 recommender=None) -> None:
     """Score lookalikes, segments (``labels``: the run's own, and k=8) and forecasts on the events after the
     cutoff, beside the baselines computed in the same run; print the tables, keep them in the bundle
     (evaluation.json, evaluation.md, the report)."""
@@ -44,12 +43,14 @@ def evaluate_run(cfg: DictConfig, bundle: BundleWriter, data, arrays: dict[str, 
     e = cfg.evaluate
     summary, tables = {}, {}
     if "lookalike" in e.sections:
+        entry = bundle.manifest.get("lookalike")  # the weights the pipeline tuned and the bundle serves
+        weights = Weights.from_dict(entry["weights"]) if entry else UNTUNED
         summary["lookalike"] = lookalike_evaluation.evaluate(
             data.store, data.future, arrays["embedding"], data.as_of, arrays.get("sequence"), e.lookalike_tasks,
-            e.min_buyers, cfg.seed, lookalike_weights)
+            e.min_buyers, cfg.seed, weights)
         tables["Lookalike audiences (categories and products bought after the cutoff by 2-30% of customers; "
                "half the buyers as seeds)"] = (lookalike_evaluation.markdown(summary["lookalike"])
-                                               + tuning_line(bundle.manifest.get("lookalike")))
+                                               + tuning_line(entry, weights))
     if "segments" in e.sections:
         segmentations = {"engine_k8": segment(OmegaConf.merge(cfg, {"segment": {"k": 8}}), arrays["embedding"])[1],
                          "engine_auto": labels}

@@ -35,7 +35,7 @@ from engine.forecast import baselines
 from engine.forecast.process import COLUMNS as PROCESS_COLUMNS
 from engine.forecast.process import Process
 from engine.index.index import save_index
-from engine.index.signature import UNTUNED, Weights
+from engine.index.signature import UNTUNED
 from engine.index.tuning import Tuning, tune
 from engine.inputs import (
     Attributes,
@@ -439,7 +439,7 @@ def write_segments(cfg: DictConfig, bundle: BundleWriter, data: Data, embeddings
     bundle.manifest.setdefault("counts", {})["segments"] = len(centroids)
 
 
-def tune_lookalike(cfg: DictConfig, data: Data, bundle: BundleWriter) -> Weights:
+def tune_lookalike(cfg: DictConfig, data: Data, bundle: BundleWriter) -> None:
     """The signature lookalike's weights for this base (engine.index.tuning on the history alone), kept in the
     manifest's "lookalike" entry, which the service and the audiences read. Stages all, evaluate and embed
     tune; segment, forecast and recommend keep their bundle's entry (the same store)."""
@@ -454,7 +454,6 @@ def tune_lookalike(cfg: DictConfig, data: Data, bundle: BundleWriter) -> Weights
         log.info("lookalike: %s (%s: ROC-AUC %.3f, %.3f untuned, %d tasks)", tuning.weights, tuning.reason,
                  tuning.roc_auc, tuning.default_roc_auc, tuning.tasks)
     bundle.manifest["lookalike"] = tuning.to_dict()
-    return tuning.weights
 
 
 def write_embeddings(bundle: BundleWriter, data: Data, arrays: dict[str, np.ndarray]) -> pa.Table | None:
@@ -599,11 +598,11 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
     result = segment(cfg, arrays["embedding"], previous_bundle(cfg))
     recommender = fit_recommendations(cfg, model, data)
     with publish(cfg) as bundle:
-        weights = tune_lookalike(cfg, data, bundle)
+        tune_lookalike(cfg, data, bundle)  # before the evaluation, which scores the weights it chose
         if evaluate:
             evaluate_run(cfg, bundle, data, arrays, labels=result[1],
                          process=process_of(model, arrays) if "rate" in arrays else None,
-                         unit=model.hparams.unit, recommender=recommender, lookalike_weights=weights)
+                         unit=model.hparams.unit, recommender=recommender)
         describe(cfg, bundle, data, model, "evaluate" if evaluate else None)
         save_model(model, cfg.model, data.store.vocabs, bundle.path / MODEL_FILE,
                    extra={"predict_max_len": cfg.loader.predict_max_len})

@@ -135,6 +135,8 @@ class Bundle:
 
     def __init__(self, path: Path, manifest: dict, centroids: np.ndarray, customers: Customers, device: str):
         self.path, self.manifest, self.centroids, self.device = path, manifest, centroids, device
+        # the signature lookalike's tuned weights, read once: a bad entry fails the load (409), not every query
+        self.lookalike_weights = lookalike_weights(path, manifest)
         self.customers = customers
         self._identity = _identity(path)
         self._model = None
@@ -154,7 +156,6 @@ class Bundle:
             raise BundleError(f"{path}: no such bundle directory")
         manifest = read_file(path, MANIFEST, lambda p: json.loads(p.read_text()))
         check_manifest(path, manifest)
-        lookalike_weights(path, manifest)  # a bad entry fails the load (409), not every lookalike query (422)
         centroids = read_file(path, CENTROIDS, np.load).astype(np.float32)
         hierarchy = read_file(path, HIERARCHY, lambda p: Hierarchy.from_dict(json.loads(p.read_text())))
         profiles = read_file(path, PROFILES, pq.read_table)
@@ -207,11 +208,6 @@ class Bundle:
             raise BundleError(f"{self.path}: the bundle has no forecast parameters (written by an older engine "
                               "or trained with forecast.weight=0); retrain it to get forecasts")
         return meta
-
-    @property
-    def lookalike_weights(self) -> Weights:
-        """The signature lookalike's weights this bundle was tuned to (the manifest's "lookalike" entry)."""
-        return lookalike_weights(self.path, self.manifest)
 
     @property
     def as_of(self) -> int:

@@ -221,11 +221,10 @@ def rank(x: np.ndarray) -> np.ndarray:
 
 
 def score_parts(features: SignatureFeatures, seeds: np.ndarray, tops=(3,), c: float = 0.006,
-                max_negatives: int = 20000, seed: int = 0, support: float = SUPPORT, profile: bool = True,
-                lowrank: bool = True) -> dict:
+                max_negatives: int = 20000, seed: int = 0, support: float = SUPPORT) -> dict:
     """The parts ``combine`` weighs, for one seed list (unique rows): "signature" and "lowrank" per value of
     ``tops``, "regression", "profile" (the last three as ranks; profile and lowrank where the features carry
-    their factorisations and the flags ask for them)."""
+    their factorisations, as they do the weights they were built for)."""
     n = features.n
     rest = np.setdiff1d(np.arange(n), seeds)
     rng = np.random.default_rng(seed)
@@ -234,10 +233,10 @@ def score_parts(features: SignatureFeatures, seeds: np.ndarray, tops=(3,), c: fl
     for top in tops:
         sig, cols, weights = signature_score(features, seeds, top, support)
         parts["signature"][top] = sig
-        if lowrank and features.lowrank is not None:
+        if features.lowrank is not None:
             u, vt = features.lowrank
             parts["lowrank"][top] = rank(u @ (vt[:, cols] @ weights)) if len(cols) else np.zeros(n)
-    if profile and features.profile is not None:
+    if features.profile is not None:
         centroid = features.profile[seeds].mean(axis=0)  # its scale leaves the ranks alone
         parts["profile"] = rank(features.profile @ centroid)
     return parts
@@ -246,14 +245,12 @@ def score_parts(features: SignatureFeatures, seeds: np.ndarray, tops=(3,), c: fl
 def combine(parts: dict, weights: Weights) -> np.ndarray:
     """float64 [n]: the signature of ``weights.top`` plus each ranked part times its weight."""
     score = parts["signature"][weights.top] + weights.regression * parts["regression"]
-    for name in ("profile", "lowrank"):
-        weight = getattr(weights, name)
+    for name, weight, part in (("profile", weights.profile, parts.get("profile")),
+                               ("lowrank", weights.lowrank, parts["lowrank"].get(weights.top))):
+        if weight and part is None:
+            raise ValueError(f"signature lookalike: the weights give the {name} part {weight:g} but the "
+                             "features were built without it (SignatureFeatures.from_store(weights=...))")
         if weight:
-            part = parts.get(name)
-            part = part.get(weights.top) if isinstance(part, dict) else part
-            if part is None:
-                raise ValueError(f"signature lookalike: the weights give the {name} part {weight:g} but the "
-                                 "features were built without it (SignatureFeatures.from_store(weights=...))")
             score = score + weight * part
     return score
 
@@ -274,8 +271,7 @@ def scores(features: SignatureFeatures, seeds: np.ndarray, weights: Weights = UN
     n = features.n
     if len(seeds) >= n:
         raise ValueError("signature lookalike: every customer is a seed; nothing is left to rank")
-    parts = score_parts(features, seeds, (weights.top,), c, max_negatives, seed, support,
-                        profile=bool(weights.profile), lowrank=bool(weights.lowrank))
+    parts = score_parts(features, seeds, (weights.top,), c, max_negatives, seed, support)
     score = combine(parts, weights)
     if vectors is not None and vector_weight:
         if norms is None:

@@ -19,6 +19,7 @@ little high; bench/quality.py measures them after a cutoff.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -92,19 +93,16 @@ def tune(store: SequenceStore, as_of: int, seed: int = 0, per_kind: int = 25, mi
         positive[task["targets"]] = True
         parts = score_parts(features, task["seeds"], tops, seed=seed)
         auc[:, t] = [roc_auc(combine(parts, w)[candidate], positive[candidate]) for w in grid]
-    kinds = np.array([task["kind"] for task in tasks])
     # categories and products count alike, however many of each the window offers
-    per_task = np.concatenate([np.full((kinds == k).sum(), 1.0 / (kinds == k).sum()) for k in np.unique(kinds)])
-    order = np.concatenate([np.flatnonzero(kinds == k) for k in np.unique(kinds)])
-    auc, per_task = auc[:, order], per_task / per_task.sum()
+    kinds = Counter(task["kind"] for task in tasks)
+    per_task = np.array([1.0 / (len(kinds) * kinds[task["kind"]]) for task in tasks])
     mean = auc @ per_task
     best = int(np.argmax(mean))
     lead = auc[best] - auc[0]
     stderr = np.sqrt(np.sum(per_task**2 * (lead - lead @ per_task) ** 2) * len(lead) / max(len(lead) - 1, 1))
     if best and lead @ per_task < standard_errors * stderr:
         return Tuning(UNTUNED, f"no weighting beat the untuned one by {standard_errors:g} standard errors "
-                      f"({stderr:.4f} each) on the last "
-                      f"{days:.0f} days of the history", roc_auc=float(mean[0]), default_roc_auc=float(mean[0]),
-                      **base)
+                      f"({stderr:.4f} each) on the last {days:.0f} days of the history",
+                      roc_auc=float(mean[0]), default_roc_auc=float(mean[0]), **base)
     return Tuning(grid[best], f"the best of {len(grid)} weightings on the last {days:.0f} days of the history",
                   roc_auc=float(mean[best]), default_roc_auc=float(mean[0]), **base)

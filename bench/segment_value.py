@@ -5,8 +5,9 @@ weights: how much value the segments separate (eta squared after the cutoff) aga
     python bench/segment_value.py --log LOG --cutoff T B-0 B-1 B-2
 
 Each bundle's vector is [sqrt(a) cos t, sqrt(a) sin t, sqrt(1 - a) b] (engine.represent); b is read back from
-embeddings.parquet, the value from representation.npz ("ridge", the default) or from the forecast head's
-expected spend in forecast.parquet ("head"), and t and a are set anew. "behaviour" is the mean eta squared of
+embeddings.parquet, the value from representation.npz's ridge ("ridge"), from the forecast head's expected
+spend in forecast.parquet ("head") or the mean of their square roots ("ridge+head", the default's), and t and
+a are set anew. "behaviour" is the mean eta squared of
 the share of each of the 20 most bought categories in a customer's purchases after the cutoff. Prints one
 table; the baselines (engine.segment.evaluation) beside it.
 """
@@ -41,7 +42,9 @@ def scales(value: np.ndarray) -> dict[str, np.ndarray]:
     median = max(float(np.median(value)), 1e-9)
     return {"linear": np.clip(value / top, 0, 1),
             "log": np.clip(np.log1p(value / median) / np.log1p(top / median), 0, 1),
-            "quantile": (rankdata(value) - 1) / max(len(value) - 1, 1)}  # ties share their mean rank
+            "quantile": (rankdata(value) - 1) / max(len(value) - 1, 1),  # ties share their mean rank
+            "linear+log": 0.5 * (np.clip(value / top, 0, 1)
+                                 + np.clip(np.log1p(value / median) / np.log1p(top / median), 0, 1))}
 
 
 def main() -> None:
@@ -65,7 +68,8 @@ def main() -> None:
         behaviour = vectors[:, 2:] / np.sqrt(1.0 - float(rep.weights[0]))
         spend = forecast["expected_spend"].to_numpy()[pc.index_in(store.customer_ids,
                                                                     value_set=forecast["customer_id"]).to_numpy()]
-        values = {"ridge": rep.value(store, as_of), "head": np.sqrt(spend)}
+        ridge = rep.value(store, as_of)
+        values = {"ridge": ridge, "head": np.sqrt(spend), "ridge+head": 0.5 * (ridge + np.sqrt(spend))}
         for source, value in values.items():
             for scale, u in scales(value).items():
                 for a in WEIGHTS:

@@ -115,6 +115,8 @@ class RepresentSchema:
     value_weight: float = 0.65
     sequence_weight: float = 0.5
     profile_weight: float = 0.5
+    value: str = "ridge+forecast"
+    value_scale: str = "linear+log"
 
 
 @dataclass
@@ -358,6 +360,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"segment.k={k!r}: expected a positive integer or 'auto'")
     if cfg.represent.kind not in ("hybrid", "sequence"):
         raise ConfigError(f"represent.kind={cfg.represent.kind!r}: expected 'hybrid' or 'sequence'")
+    if cfg.represent.value not in ("ridge+forecast", "ridge"):
+        raise ConfigError(f"represent.value={cfg.represent.value!r}: expected 'ridge+forecast' or 'ridge'")
+    if cfg.represent.value_scale not in ("linear+log", "linear", "log"):
+        raise ConfigError(f"represent.value_scale={cfg.represent.value_scale!r}: expected 'linear+log', 'linear' "
+                          "or 'log'")
     if not 0.0 <= cfg.represent.value_weight < 1.0:
         raise ConfigError(f"represent.value_weight={cfg.represent.value_weight}: expected a number in [0, 1)")
     if cfg.forecast.horizon_days <= 0:

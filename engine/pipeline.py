@@ -336,11 +336,12 @@ def embed(cfg: DictConfig, model, data: Data, spend_scale: float, dm=None) -> di
     return arrays
 
 
-def represent(cfg: DictConfig, data: Data, arrays: dict[str, np.ndarray],
-              fitted: Representation | None = None) -> Representation | None:
+def represent(cfg: DictConfig, data: Data, arrays: dict[str, np.ndarray], fitted: Representation | None = None,
+              process: Process | None = None) -> Representation | None:
     """Replace arrays["embedding"] by the customer vector of ``represent.kind`` (the encoder's own is kept as
     arrays["sequence"], the value model's expected spend as arrays["predicted_spend"]); the fitted
-    representation is returned (None for kind=sequence)."""
+    representation is returned (None for kind=sequence). ``process``: the forecasting head's purchase process
+    of the same customers, whose expected spend the value blends in (represent.value=ridge+forecast)."""
     arrays["sequence"] = arrays["embedding"]
     if fitted is None and cfg.represent.kind == "sequence":
         return None
@@ -349,10 +350,19 @@ def represent(cfg: DictConfig, data: Data, arrays: dict[str, np.ndarray],
         # the value model replays the horizon before as_of: at most half the log, so a long question still fits
         start, _ = data.store.time_range()
         horizon = min(cfg.forecast.horizon_days, (data.as_of - start) / 2 / 86400)
+        blend = r.value == "ridge+forecast" and process is not None
+        if r.value == "ridge+forecast" and process is None:
+            log.info("represent.value=ridge+forecast: no forecasting head (forecast.weight=0), the value is the "
+                     "ridge's alone")
         fitted = Representation.fit(data.store, data.as_of, horizon, r.factors, r.value_weight,
                                     r.sequence_weight, r.profile_weight, seed=cfg.seed,
-                                    attribute_unknown=unknown_attributes(data.store, data.attributes))
-    value = fitted.value(data.store, data.as_of)
+                                    attribute_unknown=unknown_attributes(data.store, data.attributes),
+                                    value_scale=r.value_scale,
+                                    forecast_spend=process.answer(horizon)["expected_spend"] if blend else None)
+    spend = None
+    if float(fitted.value_blend[0]) > 0 and process is not None:
+        spend = process.answer(float(fitted.horizon_days[0]))["expected_spend"]
+    value = fitted.value(data.store, data.as_of, spend)
     arrays["embedding"] = fitted.transform(data.store, data.as_of, arrays["sequence"], value)
     arrays["predicted_spend"] = value**2
     return fitted
@@ -594,7 +604,7 @@ def run_all(cfg: DictConfig, evaluate: bool = False) -> Path | None:
     if arrays is None:
         return None
     add_forecast(cfg, model, arrays)
-    representation = represent(cfg, data, arrays)
+    representation = represent(cfg, data, arrays, process=process_of(model, arrays) if "rate" in arrays else None)
     result = segment(cfg, arrays["embedding"], previous_bundle(cfg))
     recommender = fit_recommendations(cfg, model, data)
     with publish(cfg) as bundle:
@@ -697,7 +707,8 @@ def run_embed(cfg: DictConfig) -> Path | None:
         return None
     add_forecast(cfg, model, arrays)
     if (source / REPRESENTATION_FILE).exists():  # the bundle's own vector, so its centroids still apply
-        represent(cfg, data, arrays, Representation.load(source / REPRESENTATION_FILE))
+        represent(cfg, data, arrays, Representation.load(source / REPRESENTATION_FILE),
+                  process_of(model, arrays) if "rate" in arrays else None)
     recommender = None
     if (source / RECOMMENDER_DIRECTORY / "recommender.json").exists():  # the rankers stay, the items are the new log's
         recommender = Recommender.load(source / RECOMMENDER_DIRECTORY)
@@ -720,6 +731,27 @@ def run_embed(cfg: DictConfig) -> Path | None:
     return Path(cfg.out_dir)
 
 
+def representation_spend(source: Path, store: SequenceStore, as_of: int, forecast: pa.Table | None,
+                         meta: dict | None) -> np.ndarray | None:
+    """float64 [n]: the expected spend of the bundle's customer vector (its value model, engine.represent)
+    for the store's customers, which describes the segments; None for a bundle without one. A value that
+    blends in the forecast reads it from ``forecast`` (forecast.parquet) and ``meta`` (the manifest's entry)."""
+    if not (source / REPRESENTATION_FILE).exists():
+        return None
+    rep = Representation.load(source / REPRESENTATION_FILE)
+    spend = None
+    if float(rep.value_blend[0]) > 0:
+        order = None if forecast is None else pc.index_in(store.customer_ids, value_set=forecast["customer_id"])
+        if order is None or not meta or order.null_count:
+            raise BundleError(f"{source}: its customer vector's value blends in the forecast, and "
+                              "forecast.parquet or the manifest's forecast entry lacks some of its customers")
+        rows = order.to_numpy()
+        process = Process.from_columns({k: forecast[k].to_numpy()[rows] for k in PROCESS_COLUMNS},
+                                       meta["decay_per_day"], meta["span_days"])
+        spend = process.answer(float(rep.horizon_days[0]))["expected_spend"]
+    return rep.expected_spend(store, as_of, spend)
+
+
 def run_segment(cfg: DictConfig) -> Path:
     """Re-cluster a bundle's embeddings (segment.k, hierarchy, profiles, index, report)."""
     source = require_bundle(cfg, "segment")
@@ -734,8 +766,7 @@ def run_segment(cfg: DictConfig) -> Path:
     with publish(cfg, source) as bundle:
         bundle.manifest["config"] = OmegaConf.to_container(cfg, resolve=True)
         result = segment(cfg, embeddings, source)
-        predicted = (Representation.load(source / REPRESENTATION_FILE).expected_spend(store, data.as_of)
-                     if (source / REPRESENTATION_FILE).exists() else None)
+        predicted = representation_spend(source, store, data.as_of, forecast, manifest.get("forecast"))
         write_segments(cfg, bundle, data, embeddings, *result, forecast, predicted)
     return Path(cfg.out_dir)
 
@@ -764,8 +795,7 @@ def run_forecast(cfg: DictConfig) -> Path:
         bundle.write_table("embeddings.parquet", embeddings_table(ids, embeddings))
         bundle.write_table("segments.parquet", c.segments)
         labels, similarity = assign(embeddings, loaded.centroids)
-        predicted = (Representation.load(source / REPRESENTATION_FILE).expected_spend(c.store, data.as_of)
-                     if (source / REPRESENTATION_FILE).exists() else None)
+        predicted = representation_spend(source, c.store, data.as_of, c.forecast, meta)
         write_segments(cfg, bundle, data, embeddings, loaded.centroids, labels, similarity, c.hierarchy, table,
                        predicted)
     totals = {k: float(np.sum(arrays[k])) for k in ("expected_purchases", "expected_spend", "lifetime_value")}

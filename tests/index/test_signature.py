@@ -118,6 +118,38 @@ def test_the_customer_vector_is_unit_norm_separates_value_and_round_trips(tmp_pa
     assert np.array_equal(again.transform(store, as_of, sequence), v)
 
 
+def test_the_value_blends_in_the_forecast_and_spreads_the_low_end_on_a_log_scale(tmp_path):
+    """With the forecast's expected spend the value is the mean of the ridge's sqrt spend and the forecast's;
+    the linear+log position ranks customers as the value does and gives the lower half more of the half
+    circle than a linear one; a bundle written before either loads as the ridge alone on a linear scale."""
+    store, as_of = base()
+    linear = Representation.fit(store, as_of, horizon_days=30, factors=8, value_scale="linear")
+    ridge = linear.value(store, as_of)
+    forecast = np.random.default_rng(2).gamma(2.0, 20.0, store.n_customers)
+    rep = Representation.fit(store, as_of, horizon_days=30, factors=8, forecast_spend=forecast)
+    value = rep.value(store, as_of, forecast)
+    assert np.allclose(value, 0.5 * (ridge + np.sqrt(forecast)))
+    with pytest.raises(ValueError, match="forecast's expected spend over 30 days"):
+        rep.value(store, as_of)
+    position = rep.position(value)
+    assert position.min() >= 0 and position.max() <= 1
+    order = np.argsort(value, kind="stable")
+    assert (np.diff(position[order]) >= -1e-12).all()  # the same ranking as the value
+    median = np.array([np.median(value)])  # the lower half's share of the half circle, linear: median / top
+    assert rep.position(median)[0] > float(median[0] / rep.value_top[0]) + 0.05
+    sequence = np.random.default_rng(0).normal(size=(store.n_customers, 16)).astype(np.float32)
+    again = Representation.load(rep.save(tmp_path / "representation.npz"))
+    assert np.array_equal(again.transform(store, as_of, sequence, forecast_spend=forecast),
+                          rep.transform(store, as_of, sequence, forecast_spend=forecast))
+    with np.load(linear.save(tmp_path / "old.npz")) as z:  # as written before value_blend and value_log
+        old = {k: z[k] for k in z.files if k not in ("value_blend", "value_log", "value_median")}
+    np.savez(tmp_path / "old.npz", **old)
+    before = Representation.load(tmp_path / "old.npz")
+    assert np.array_equal(before.transform(store, as_of, sequence), linear.transform(store, as_of, sequence))
+    with pytest.raises(ValueError, match="value_scale"):
+        Representation.fit(store, as_of, horizon_days=30, factors=8, value_scale="cubic")
+
+
 def test_the_encoder_part_of_the_hybrid_vector_is_the_encoders_direction_and_orders_ties():
     """The service reads the encoder's part back from the bundle's hybrid vectors (no second copy): each row
     is the customer's encoder embedding, rescaled. Where the bags say little (shoppers of the same common

@@ -150,6 +150,8 @@ def test_a_failing_stage_leaves_the_old_bundle(bundle, tmp_path):
     ("stage=train", "stage='train'"),
     ("+trainer.max_epoch=3", "trainer.max_epoch: not an argument"),
     ("+model.hidden=3", "model.hidden: not an argument"),
+    ("represent.value=head", "represent.value='head'"),
+    ("represent.value_scale=cubic", "represent.value_scale='cubic'"),
 ])
 def test_bad_config_fails_before_any_work_naming_the_key(override, message):
     cfg = compose_config([override])

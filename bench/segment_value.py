@@ -15,6 +15,8 @@ table; the baselines (engine.segment.evaluation) beside it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -29,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from quality import split_log  # noqa: E402
 
 from engine.data.summary import purchase_counts  # noqa: E402
+from engine.forecast.process import COLUMNS, Process  # noqa: E402
 from engine.represent import Representation, place  # noqa: E402
 from engine.segment import evaluation  # noqa: E402
 from engine.segment.kmeans import spherical_kmeans  # noqa: E402
@@ -66,9 +69,12 @@ def main() -> None:
         vectors = np.stack(embeddings["embedding"].to_numpy(zero_copy_only=False))[order].astype(np.float32)
         rep = Representation.load(bundle / "representation.npz")
         behaviour = vectors[:, 2:] / np.sqrt(1.0 - float(rep.weights[0]))
-        spend = forecast["expected_spend"].to_numpy()[pc.index_in(store.customer_ids,
-                                                                    value_set=forecast["customer_id"]).to_numpy()]
-        ridge = rep.value(store, as_of)
+        # the head's expected spend over the value model's horizon, as engine.pipeline.representation_spend
+        meta = json.loads((bundle / "manifest.json").read_text())["forecast"]
+        order = pc.index_in(store.customer_ids, value_set=forecast["customer_id"]).to_numpy()
+        spend = Process.from_columns({c: forecast[c].to_numpy()[order] for c in COLUMNS}, meta["decay_per_day"],
+                                     meta["span_days"]).answer(float(rep.horizon_days[0]))["expected_spend"]
+        ridge = dataclasses.replace(rep, value_blend=np.zeros(1)).value(store, as_of)  # the ridge alone
         values = {"ridge": ridge, "head": np.sqrt(spend), "ridge+head": 0.5 * (ridge + np.sqrt(spend))}
         for source, value in values.items():
             for scale, u in scales(value).items():

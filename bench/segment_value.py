@@ -7,8 +7,10 @@ weights: how much value the segments separate (eta squared after the cutoff) aga
 Each bundle's vector is [sqrt(a) cos t, sqrt(a) sin t, sqrt(1 - a) b] (engine.represent); b is read back from
 embeddings.parquet, the value from representation.npz's ridge ("ridge"), from the forecast head's expected
 spend in forecast.parquet ("head") or the mean of their square roots ("ridge+head", the default's), and t and
-a are set anew. "behaviour" is the mean eta squared of
-the share of each of the 20 most bought categories in a customer's purchases after the cutoff. Prints one
+a are set anew: on the scales of ``scales`` and, for ridge+head, the default's "linear+expected log" (half
+value / q99.5, half the expected log spend of a second ridge and of the head; engine.represent, refitted on
+the bundle's history). "behaviour" is the mean eta squared of the share of each of the 20 most bought
+categories in a customer's purchases after the cutoff. Prints one
 table; the baselines (engine.segment.evaluation) beside it.
 """
 
@@ -72,12 +74,17 @@ def main() -> None:
         # the head's expected spend over the value model's horizon, as engine.pipeline.representation_spend
         meta = json.loads((bundle / "manifest.json").read_text())["forecast"]
         order = pc.index_in(store.customer_ids, value_set=forecast["customer_id"]).to_numpy()
-        spend = Process.from_columns({c: forecast[c].to_numpy()[order] for c in COLUMNS}, meta["decay_per_day"],
-                                     meta["span_days"]).answer(float(rep.horizon_days[0]))["expected_spend"]
+        answer = Process.from_columns({c: forecast[c].to_numpy()[order] for c in COLUMNS}, meta["decay_per_day"],
+                                      meta["span_days"]).answer(float(rep.horizon_days[0]))
+        spend = answer["expected_spend"]
         ridge = dataclasses.replace(rep, value_blend=np.zeros(1)).value(store, as_of)  # the ridge alone
         values = {"ridge": ridge, "head": np.sqrt(spend), "ridge+head": 0.5 * (ridge + np.sqrt(spend))}
+        # the default's position (engine.represent): linear half by value, log half by expected log spend
+        fitted = Representation.fit(store, as_of, float(rep.horizon_days[0]), rep.components.shape[1],
+                                    forecast=answer, seed=seed)
+        default = {"linear+expected log": fitted.position(store, as_of, values["ridge+head"], answer)}
         for source, value in values.items():
-            for scale, u in scales(value).items():
+            for scale, u in (scales(value) | (default if source == "ridge+head" else {})).items():
                 for a in WEIGHTS:
                     _, labels = spherical_kmeans(place(u, behaviour, a), 8, seed=seed, niter=25, nredo=3)
                     rows.setdefault((source, scale, a), []).append({

@@ -358,12 +358,12 @@ def represent(cfg: DictConfig, data: Data, arrays: dict[str, np.ndarray], fitted
                                     r.sequence_weight, r.profile_weight, seed=cfg.seed,
                                     attribute_unknown=unknown_attributes(data.store, data.attributes),
                                     value_scale=r.value_scale,
-                                    forecast_spend=process.answer(horizon)["expected_spend"] if blend else None)
-    spend = None
+                                    forecast=process.answer(horizon) if blend else None)
+    answer = None
     if float(fitted.value_blend[0]) > 0 and process is not None:
-        spend = process.answer(float(fitted.horizon_days[0]))["expected_spend"]
-    value = fitted.value(data.store, data.as_of, spend)
-    arrays["embedding"] = fitted.transform(data.store, data.as_of, arrays["sequence"], value)
+        answer = process.answer(float(fitted.horizon_days[0]))
+    value = fitted.value(data.store, data.as_of, answer)
+    arrays["embedding"] = fitted.transform(data.store, data.as_of, arrays["sequence"], value, answer)
     arrays["predicted_spend"] = value**2
     return fitted
 
@@ -739,7 +739,7 @@ def representation_spend(source: Path, store: SequenceStore, as_of: int, forecas
     if not (source / REPRESENTATION_FILE).exists():
         return None
     rep = Representation.load(source / REPRESENTATION_FILE)
-    spend = None
+    answer = None
     if float(rep.value_blend[0]) > 0:
         order = None if forecast is None else pc.index_in(store.customer_ids, value_set=forecast["customer_id"])
         if order is None or not meta or order.null_count:
@@ -748,8 +748,8 @@ def representation_spend(source: Path, store: SequenceStore, as_of: int, forecas
         rows = order.to_numpy()
         process = Process.from_columns({k: forecast[k].to_numpy()[rows] for k in PROCESS_COLUMNS},
                                        meta["decay_per_day"], meta["span_days"])
-        spend = process.answer(float(rep.horizon_days[0]))["expected_spend"]
-    return rep.expected_spend(store, as_of, spend)
+        answer = process.answer(float(rep.horizon_days[0]))
+    return rep.expected_spend(store, as_of, answer)
 
 
 def run_segment(cfg: DictConfig) -> Path:

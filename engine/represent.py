@@ -18,12 +18,16 @@ contrastive objective does not see value). The hybrid vector keeps it and adds w
 
   where b is the unit behaviour vector (sequence embedding and profile factors, weighted) and a is
   ``value_weight``. Two customers of very different value are up to 2 sqrt(a) apart, whatever they buy.
-  ``position`` is, with ``value_scale="linear+log"`` (the default), the mean of value / value_q995 and
-  log1p(value / median) / log1p(value_q995 / median), each clipped to [0, 1]: the linear part separates the
-  big spenders, the log part the many small and lapsing ones, which a linear scale crowds together at 0.
-  Measured by bench/segment_value.py (3 seeds each, segments at k=8, eta squared of the spend after the
-  cutoff): on Complete Journey log1p spend 0.543 ± 0.002 against 0.540 ± 0.003 linear and ridge alone,
-  on the generated log 0.573 ± 0.008 against 0.537 ± 0.009, raw spend and behaviour within the spread.
+  ``position`` is, with ``value_scale="linear+log"`` (the default), the mean of a linear and a log part,
+  each in [0, 1]: value / value_q995, which separates the big spenders, and the customer's expected
+  log1p(spend) over the horizon, which separates the many small and lapsing ones (a linear scale crowds
+  them at 0, and a lapsing customer's expected log spend is low even when one big basket is possible). The
+  expected log spend is a second ridge's (target log1p spend, the same replay) and, with the forecast, the
+  mean of that and the head's p_buy x log1p(expected spend / p_buy); each is scaled to [0, 1] between its
+  0.5th and 99.5th percentiles over the base. bench/quality.py, 3 seeds, segments at k=8, eta squared of
+  log1p spend after the cutoff: Complete Journey 0.552 ± 0.006, generated log 0.582 ± 0.002, against 0.540
+  and 0.537 with the ridge alone on a linear scale and 0.537 and 0.576 for 8 tiles of BG/NBD predicted
+  spend (bench/segment_value.py has the other scales and weights tried).
 
 Fitted on the training base (``fit``), saved as ``representation.npz`` (plain arrays, no pickle) and applied
 to any store with the same vocabularies (``transform``), one customer at a time in the service.
@@ -146,21 +150,25 @@ class Representation:
     # the inputs of a customer without attributes (the value model reads the store's, engine.data.attributes);
     # float32 [width], empty when the value model was fitted without them
     attribute_unknown: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    # Bundles written before these have neither: ridge alone on a linear scale.
+    # Bundles written before these have none: the ridge's value alone, on a linear scale.
     value_blend: np.ndarray = field(default_factory=lambda: np.zeros(1))   # float64 [1]: the forecast's share
-    value_log: np.ndarray = field(default_factory=lambda: np.zeros(1))     # float64 [1]: the log scale's share
-    value_median: np.ndarray = field(default_factory=lambda: np.ones(1))   # float64 [1]: of the base's value
+    value_log: np.ndarray = field(default_factory=lambda: np.zeros(1))     # float64 [1]: the log part's share
+    log_coef: np.ndarray = field(default_factory=lambda: np.zeros(0))      # float64 [n_value_features + 1]
+    # float64 [2, 2]: the 0.5th and 99.5th percentiles over the base of the ridge's expected log spend (row 0)
+    # and the forecast's (row 1), which scale the log part
+    log_range: np.ndarray = field(default_factory=lambda: np.array([[0.0, 1.0], [0.0, 1.0]]))
 
     @classmethod
     def fit(cls, store: SequenceStore, as_of: int, horizon_days: float = 30.0, factors: int = 64,
             value_weight: float = 0.65, sequence_weight: float = 0.5, profile_weight: float = 0.5,
             ridge: float = 1.0, seed: int = 0, attribute_unknown: np.ndarray | None = None,
-            value_scale: str = "linear+log", forecast_spend: np.ndarray | None = None) -> Representation:
+            value_scale: str = "linear+log", forecast: dict | None = None) -> Representation:
         """Profile factors from the store's purchases; the value model by replaying its last horizon (with the
         store's attributes as inputs, when it has them: ``attribute_unknown`` is the row of a customer without
-        one, float32 [width]). ``forecast_spend``: the forecasting head's expected spend of each customer over
-        ``horizon_days`` from ``as_of``, float [n], blended into the value when given (see the module
-        docstring); ``value_scale``: "linear", "log" or "linear+log"."""
+        one, float32 [width]). ``forecast``: the forecasting head's answer for each customer over
+        ``horizon_days`` from ``as_of`` ({"expected_spend", "p_buy"}: float [n], engine.forecast.process),
+        blended into the value when given (see the module docstring); ``value_scale``: "linear", "log" or
+        "linear+log"."""
         if value_scale not in SCALES:
             raise ValueError(f"represent.value_scale={value_scale!r}: expected one of {sorted(SCALES)}")
         from sklearn.utils.extmath import randomized_svd
@@ -183,50 +191,82 @@ class Representation:
             raise ValueError(f"representation: only {len(rows)} customers have events before {cut} (as_of "
                              f"minus forecast.horizon_days={horizon_days:g}); the value model needs at least "
                              "50: use a longer log or a shorter forecast.horizon_days")
-        y = np.sqrt(future_truth(store.after(cut, as_of))["spend"])[rows]
+        later = future_truth(store.after(cut, as_of))["spend"][rows]
+        y = np.sqrt(later)
         mean, scale = x[rows].mean(0), x[rows].std(0) + 1e-9
         z = (x[rows] - mean) / scale
         # ridge in closed form on a handful of features: (Z'Z + lambda I) w = Z'y, intercept unpenalised
-        zc, yc = z - z.mean(0), y - y.mean()
-        w = np.linalg.solve(zc.T @ zc + ridge * np.eye(z.shape[1]), zc.T @ yc)
-        coef = np.append(w, y.mean() - z.mean(0) @ w)
+        zc = z - z.mean(0)
+        gram = zc.T @ zc + ridge * np.eye(z.shape[1])
+
+        def solve(target: np.ndarray) -> np.ndarray:
+            w = np.linalg.solve(gram, zc.T @ (target - target.mean()))
+            return np.append(w, target.mean() - z.mean(0) @ w)
+
+        coef, log_coef = solve(y), solve(np.log1p(np.maximum(later, 0.0)))
         rep = cls(idf, components, mean, scale, coef, np.ones(1), np.array([value_weight, sequence_weight,
                   profile_weight], np.float64), np.array([horizon_days], np.float64), unknown,
-                  np.array([0.0 if forecast_spend is None else 0.5]), np.array([SCALES[value_scale]]))
-        predicted = rep.value(store, as_of, forecast_spend)
+                  np.array([0.0 if forecast is None else 0.5]), np.array([SCALES[value_scale]]), log_coef)
+        predicted = rep.value(store, as_of, forecast)
         rep.value_top = np.array([max(float(np.quantile(predicted, 0.995)), 1e-9)])
-        rep.value_median = np.array([min(max(float(np.median(predicted)), 1e-9), float(rep.value_top[0]) / 2)])
-        r2 = 1.0 - ((z @ w + coef[-1] - y) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12)
+        parts = rep.log_parts(store, as_of, forecast)
+        rep.log_range = np.array([[float(np.quantile(v, 0.005)), float(np.quantile(v, 0.995))] for v in parts]
+                                 + [[0.0, 1.0]] * (2 - len(parts)))
+        r2 = 1.0 - ((z @ coef[:-1] + coef[-1] - y) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12)
         log.info("representation: %d profile factors over %d items and categories; value model R^2 %.3f on "
                  "the replayed last %g days (%d customers)", rank, counts.shape[1], r2, horizon_days, len(rows))
         return rep
 
-    def value(self, store: SequenceStore, as_of: int, forecast_spend: np.ndarray | None = None) -> np.ndarray:
+    def _standardised(self, store: SequenceStore, as_of: int) -> np.ndarray:
+        return (value_inputs(store, as_of, self.attribute_unknown) - self.value_mean) / self.value_scale
+
+    def _forecast(self, forecast: dict | None) -> dict | None:
+        """The forecast's answer when the value blends it in (then it is required), else None."""
+        if float(self.value_blend[0]) == 0:
+            return None
+        if forecast is None:
+            raise ValueError("representation: its value blends in the forecast's answer over "
+                             f"{float(self.horizon_days[0]):g} days (expected spend, p_buy), and none was given")
+        return forecast
+
+    def value(self, store: SequenceStore, as_of: int, forecast: dict | None = None) -> np.ndarray:
         """float64 [n]: predicted sqrt(spend over the horizon) as of ``as_of`` (0 at least): the ridge's,
-        blended with sqrt(``forecast_spend``) when the representation was fitted so (then it is required:
-        the forecasting head's expected spend over horizon_days, float [n])."""
-        z = (value_inputs(store, as_of, self.attribute_unknown) - self.value_mean) / self.value_scale
-        ridge = np.maximum(z @ self.value_coef[:-1] + self.value_coef[-1], 0.0)
-        blend = float(self.value_blend[0])
-        if blend == 0:
+        blended with the square root of ``forecast["expected_spend"]`` when the representation was fitted so
+        (then ``forecast`` is required: the forecasting head's answer over horizon_days)."""
+        ridge = np.maximum(self._standardised(store, as_of) @ self.value_coef[:-1] + self.value_coef[-1], 0.0)
+        forecast, blend = self._forecast(forecast), float(self.value_blend[0])
+        if forecast is None:
             return ridge
-        if forecast_spend is None:
-            raise ValueError("representation: its value blends in the forecast's expected spend over "
-                             f"{float(self.horizon_days[0]):g} days, and none was given")
-        head = np.sqrt(np.maximum(np.asarray(forecast_spend, dtype=np.float64), 0.0))
+        head = np.sqrt(np.maximum(np.asarray(forecast["expected_spend"], dtype=np.float64), 0.0))
         return (1.0 - blend) * ridge + blend * head
 
-    def expected_spend(self, store: SequenceStore, as_of: int, forecast_spend: np.ndarray | None = None) -> np.ndarray:
-        return self.value(store, as_of, forecast_spend) ** 2
+    def expected_spend(self, store: SequenceStore, as_of: int, forecast: dict | None = None) -> np.ndarray:
+        return self.value(store, as_of, forecast) ** 2
 
-    def position(self, value: np.ndarray) -> np.ndarray:
-        """float64 [n] in [0, 1]: each value's place on the half circle (see the module docstring)."""
-        top, median, share = float(self.value_top[0]), float(self.value_median[0]), float(self.value_log[0])
-        linear = np.clip(value / top, 0.0, 1.0)
+    def log_parts(self, store: SequenceStore, as_of: int, forecast: dict | None = None) -> list[np.ndarray]:
+        """[float64 [n], ...]: the expected log1p(spend over the horizon) of the second ridge and, when the
+        value blends in the forecast, the head's, p_buy x log1p(expected spend / p_buy) (its spend, if any,
+        taken as certain: the expected log of a purchase that may not happen)."""
+        z = self._standardised(store, as_of)
+        parts = [np.maximum(z @ self.log_coef[:-1] + self.log_coef[-1], 0.0)]
+        forecast = self._forecast(forecast)
+        if forecast is not None:
+            p_buy = np.clip(np.asarray(forecast["p_buy"], dtype=np.float64), 1e-9, 1.0)
+            spend = np.maximum(np.asarray(forecast["expected_spend"], dtype=np.float64), 0.0)
+            parts.append(p_buy * np.log1p(spend / p_buy))
+        return parts
+
+    def position(self, store: SequenceStore, as_of: int, value: np.ndarray, forecast: dict | None = None) -> np.ndarray:
+        """float64 [n] in [0, 1]: each customer's place on the half circle (see the module docstring), for
+        ``value`` = self.value(store, as_of, forecast)."""
+        linear = np.clip(value / float(self.value_top[0]), 0.0, 1.0)
+        share = float(self.value_log[0])
         if share == 0:
             return linear
-        log_scale = np.clip(np.log1p(value / median) / np.log1p(top / median), 0.0, 1.0)
-        return (1.0 - share) * linear + share * log_scale
+        parts = self.log_parts(store, as_of, forecast)
+        ranges = self.log_range[:len(parts)]  # the second row only when the forecast is blended in
+        scaled = [np.clip((v - lo) / max(hi - lo, 1e-9), 0.0, 1.0) for v, (lo, hi) in zip(parts, ranges, strict=True)]
+        return (1.0 - share) * linear + share * np.mean(scaled, axis=0)
 
     def profile(self, store: SequenceStore) -> np.ndarray:
         """float32 [n, factors], L2-normalised (zero rows for customers with no known purchase)."""
@@ -256,15 +296,15 @@ class Representation:
         return (f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     def transform(self, store: SequenceStore, as_of: int, sequence: np.ndarray,
-                  value: np.ndarray | None = None, forecast_spend: np.ndarray | None = None) -> np.ndarray:
+                  value: np.ndarray | None = None, forecast: dict | None = None) -> np.ndarray:
         """float32 [n, 2 + d + factors] unit vectors; ``sequence``: the encoder's embeddings [n, d]; ``value``:
-        self.value(store, as_of, forecast_spend) when the caller has it already."""
+        self.value(store, as_of, forecast) when the caller has it already; ``forecast``: see value."""
         wv, ws, wp = (float(x) for x in self.weights)
         seq = np.asarray(sequence, dtype=np.float32)
         behaviour = np.hstack([np.sqrt(ws) * seq, np.sqrt(wp) * self.profile(store)])
         behaviour /= np.maximum(np.linalg.norm(behaviour, axis=1, keepdims=True), 1e-12)
-        value = self.value(store, as_of, forecast_spend) if value is None else value
-        return place(self.position(value), behaviour, wv)
+        value = self.value(store, as_of, forecast) if value is None else value
+        return place(self.position(store, as_of, value, forecast), behaviour, wv)
 
     def sequence_part(self, vectors: np.ndarray) -> np.ndarray:
         """[n, d], a view (no copy): the sequence encoder's part of ``transform``'s vectors, each row a positive
@@ -281,8 +321,11 @@ class Representation:
     def load(cls, path: str | Path) -> Representation:
         with np.load(path, allow_pickle=False) as z:
             # bundles written before customer attributes, or before the value's blend and scale, have none
-            optional = {"attribute_unknown", "value_blend", "value_log", "value_median"}
+            optional = {"attribute_unknown", "value_blend", "value_log", "log_coef", "log_range"}
             missing = [k.name for k in fields(cls) if k.name not in z.files and k.name not in optional]
             if missing:
                 raise ValueError(f"{path}: missing arrays {missing}")
-            return cls(**{k.name: z[k.name] for k in fields(cls) if k.name in z.files})
+            rep = cls(**{k.name: z[k.name] for k in fields(cls) if k.name in z.files})
+        if len(rep.log_coef) == 0:  # no log part to place the value by: linear
+            rep.value_log = np.zeros(1)
+        return rep

@@ -155,11 +155,11 @@ class Scorer:
             out = self.model.predict_step(batch, 0)
         out = {k: v[0].float().cpu().numpy() for k, v in out.items() if k != "rows"}
         if self.representation is not None:  # the bundle's customer vector: sequence + profile + value
-            rep, spend = self.representation, None
-            if float(rep.value_blend[0]) > 0 and "rate" in out:  # the value blends in the head's expected spend
-                spend = Process.from_columns({c: np.atleast_1d(out[c]) for c in COLUMNS}, self.model.decay,
-                                             self.model.span).answer(float(rep.horizon_days[0]))["expected_spend"]
-            out["embedding"] = rep.transform(store, as_of, out["embedding"][None], forecast_spend=spend)[0]
+            rep, answer = self.representation, None
+            if float(rep.value_blend[0]) > 0 and "rate" in out:  # the value blends in the head's answer
+                answer = Process.from_columns({c: np.atleast_1d(out[c]) for c in COLUMNS}, self.model.decay,
+                                              self.model.span).answer(float(rep.horizon_days[0]))
+            out["embedding"] = rep.transform(store, as_of, out["embedding"][None], forecast=answer)[0]
         return out
 
     def sequence(self, store: SequenceStore) -> np.ndarray:

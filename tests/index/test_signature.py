@@ -118,31 +118,33 @@ def test_the_customer_vector_is_unit_norm_separates_value_and_round_trips(tmp_pa
     assert np.array_equal(again.transform(store, as_of, sequence), v)
 
 
-def test_the_value_blends_in_the_forecast_and_spreads_the_low_end_on_a_log_scale(tmp_path):
-    """With the forecast's expected spend the value is the mean of the ridge's sqrt spend and the forecast's;
-    the linear+log position ranks customers as the value does and gives the lower half more of the half
-    circle than a linear one; a bundle written before either loads as the ridge alone on a linear scale."""
+def test_the_value_blends_in_the_forecast_and_places_the_low_end_by_expected_log_spend(tmp_path):
+    """With the forecast's answer the value is the mean of the ridge's sqrt spend and the forecast's; the
+    linear+log position is half the value's linear place and half the expected log spend (a second ridge's
+    and the forecast's p_buy x log1p(spend / p_buy)), so a customer unlikely to buy sits below one of the same
+    expected spend who surely buys; a bundle written before either loads as the ridge alone, linear."""
     store, as_of = base()
     linear = Representation.fit(store, as_of, horizon_days=30, factors=8, value_scale="linear")
     ridge = linear.value(store, as_of)
-    forecast = np.random.default_rng(2).gamma(2.0, 20.0, store.n_customers)
-    rep = Representation.fit(store, as_of, horizon_days=30, factors=8, forecast_spend=forecast)
+    rng = np.random.default_rng(2)
+    forecast = {"expected_spend": rng.gamma(2.0, 20.0, store.n_customers), "p_buy": rng.uniform(0.05, 1.0, store.n_customers)}
+    rep = Representation.fit(store, as_of, horizon_days=30, factors=8, forecast=forecast)
     value = rep.value(store, as_of, forecast)
-    assert np.allclose(value, 0.5 * (ridge + np.sqrt(forecast)))
-    with pytest.raises(ValueError, match="forecast's expected spend over 30 days"):
+    assert np.allclose(value, 0.5 * (ridge + np.sqrt(forecast["expected_spend"])))
+    with pytest.raises(ValueError, match="forecast's answer over 30 days"):
         rep.value(store, as_of)
-    position = rep.position(value)
+    position = rep.position(store, as_of, value, forecast)
     assert position.min() >= 0 and position.max() <= 1
-    order = np.argsort(value, kind="stable")
-    assert (np.diff(position[order]) >= -1e-12).all()  # the same ranking as the value
-    median = np.array([np.median(value)])  # the lower half's share of the half circle, linear: median / top
-    assert rep.position(median)[0] > float(median[0] / rep.value_top[0]) + 0.05
+    unlikely = {"expected_spend": forecast["expected_spend"], "p_buy": np.full(store.n_customers, 0.05)}
+    certain = {"expected_spend": forecast["expected_spend"], "p_buy": np.ones(store.n_customers)}
+    assert (rep.position(store, as_of, value, unlikely) <= rep.position(store, as_of, value, certain)).all()
+    assert np.mean(rep.position(store, as_of, value, unlikely) < rep.position(store, as_of, value, certain)) > 0.9
     sequence = np.random.default_rng(0).normal(size=(store.n_customers, 16)).astype(np.float32)
     again = Representation.load(rep.save(tmp_path / "representation.npz"))
-    assert np.array_equal(again.transform(store, as_of, sequence, forecast_spend=forecast),
-                          rep.transform(store, as_of, sequence, forecast_spend=forecast))
-    with np.load(linear.save(tmp_path / "old.npz")) as z:  # as written before value_blend and value_log
-        old = {k: z[k] for k in z.files if k not in ("value_blend", "value_log", "value_median")}
+    assert np.array_equal(again.transform(store, as_of, sequence, forecast=forecast),
+                          rep.transform(store, as_of, sequence, forecast=forecast))
+    with np.load(linear.save(tmp_path / "old.npz")) as z:  # as written before value_blend and the log part
+        old = {k: z[k] for k in z.files if k not in ("value_blend", "value_log", "log_coef", "log_range")}
     np.savez(tmp_path / "old.npz", **old)
     before = Representation.load(tmp_path / "old.npz")
     assert np.array_equal(before.transform(store, as_of, sequence), linear.transform(store, as_of, sequence))

@@ -229,11 +229,14 @@ class Representation:
                              f"{float(self.horizon_days[0]):g} days (expected spend, p_buy), and none was given")
         return forecast
 
-    def value(self, store: SequenceStore, as_of: int, forecast: dict | None = None) -> np.ndarray:
+    def value(self, store: SequenceStore, as_of: int, forecast: dict | None = None,
+              z: np.ndarray | None = None) -> np.ndarray:
         """float64 [n]: predicted sqrt(spend over the horizon) as of ``as_of`` (0 at least): the ridge's,
         blended with the square root of ``forecast["expected_spend"]`` when the representation was fitted so
-        (then ``forecast`` is required: the forecasting head's answer over horizon_days)."""
-        ridge = np.maximum(self._standardised(store, as_of) @ self.value_coef[:-1] + self.value_coef[-1], 0.0)
+        (then ``forecast`` is required: the forecasting head's answer over horizon_days). ``z``: the
+        standardised value inputs of these customers as of ``as_of``, when the caller has them."""
+        z = self._standardised(store, as_of) if z is None else z
+        ridge = np.maximum(z @ self.value_coef[:-1] + self.value_coef[-1], 0.0)
         forecast, blend = self._forecast(forecast), float(self.value_blend[0])
         if forecast is None:
             return ridge
@@ -243,11 +246,12 @@ class Representation:
     def expected_spend(self, store: SequenceStore, as_of: int, forecast: dict | None = None) -> np.ndarray:
         return self.value(store, as_of, forecast) ** 2
 
-    def log_parts(self, store: SequenceStore, as_of: int, forecast: dict | None = None) -> list[np.ndarray]:
+    def log_parts(self, store: SequenceStore, as_of: int, forecast: dict | None = None,
+                  z: np.ndarray | None = None) -> list[np.ndarray]:
         """[float64 [n], ...]: the expected log1p(spend over the horizon) of the second ridge and, when the
         value blends in the forecast, the head's, p_buy x log1p(expected spend / p_buy) (its spend, if any,
-        taken as certain: the expected log of a purchase that may not happen)."""
-        z = self._standardised(store, as_of)
+        taken as certain: the expected log of a purchase that may not happen); ``z``: see value."""
+        z = self._standardised(store, as_of) if z is None else z
         parts = [np.maximum(z @ self.log_coef[:-1] + self.log_coef[-1], 0.0)]
         forecast = self._forecast(forecast)
         if forecast is not None:
@@ -256,14 +260,15 @@ class Representation:
             parts.append(p_buy * np.log1p(spend / p_buy))
         return parts
 
-    def position(self, store: SequenceStore, as_of: int, value: np.ndarray, forecast: dict | None = None) -> np.ndarray:
+    def position(self, store: SequenceStore, as_of: int, value: np.ndarray, forecast: dict | None = None,
+                 z: np.ndarray | None = None) -> np.ndarray:
         """float64 [n] in [0, 1]: each customer's place on the half circle (see the module docstring), for
-        ``value`` = self.value(store, as_of, forecast)."""
+        ``value`` = self.value(store, as_of, forecast); ``z``: see value."""
         linear = np.clip(value / float(self.value_top[0]), 0.0, 1.0)
         share = float(self.value_log[0])
         if share == 0:
             return linear
-        parts = self.log_parts(store, as_of, forecast)
+        parts = self.log_parts(store, as_of, forecast, z)
         ranges = self.log_range[:len(parts)]  # the second row only when the forecast is blended in
         scaled = [np.clip((v - lo) / max(hi - lo, 1e-9), 0.0, 1.0) for v, (lo, hi) in zip(parts, ranges, strict=True)]
         return (1.0 - share) * linear + share * np.mean(scaled, axis=0)
@@ -303,8 +308,10 @@ class Representation:
         seq = np.asarray(sequence, dtype=np.float32)
         behaviour = np.hstack([np.sqrt(ws) * seq, np.sqrt(wp) * self.profile(store)])
         behaviour /= np.maximum(np.linalg.norm(behaviour, axis=1, keepdims=True), 1e-12)
-        value = self.value(store, as_of, forecast) if value is None else value
-        return place(self.position(store, as_of, value, forecast), behaviour, wv)
+        needed = value is None or float(self.value_log[0]) > 0  # once, for the value and its log part
+        z = self._standardised(store, as_of) if needed else None
+        value = self.value(store, as_of, forecast, z) if value is None else value
+        return place(self.position(store, as_of, value, forecast, z), behaviour, wv)
 
     def sequence_part(self, vectors: np.ndarray) -> np.ndarray:
         """[n, d], a view (no copy): the sequence encoder's part of ``transform``'s vectors, each row a positive

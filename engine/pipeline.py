@@ -350,20 +350,20 @@ def represent(cfg: DictConfig, data: Data, arrays: dict[str, np.ndarray], fitted
         # the value model replays the horizon before as_of: at most half the log, so a long question still fits
         start, _ = data.store.time_range()
         horizon = min(cfg.forecast.horizon_days, (data.as_of - start) / 2 / 86400)
-        blend = r.value == "ridge+forecast" and process is not None
         if r.value == "ridge+forecast" and process is None:
             log.info("represent.value=ridge+forecast: no forecasting head (forecast.weight=0), the value is the "
                      "ridge's alone")
+        answer = process.answer(horizon) if r.value == "ridge+forecast" and process is not None else None
         fitted = Representation.fit(data.store, data.as_of, horizon, r.factors, r.value_weight,
                                     r.sequence_weight, r.profile_weight, seed=cfg.seed,
                                     attribute_unknown=unknown_attributes(data.store, data.attributes),
-                                    value_scale=r.value_scale,
-                                    forecast=process.answer(horizon) if blend else None)
-    answer = None
-    if float(fitted.value_blend[0]) > 0 and process is not None:
-        answer = process.answer(float(fitted.horizon_days[0]))
-    value = fitted.value(data.store, data.as_of, answer)
-    arrays["embedding"] = fitted.transform(data.store, data.as_of, arrays["sequence"], value, answer)
+                                    value_scale=r.value_scale, forecast=answer)
+    else:  # a bundle's: the forecast over its value model's horizon, when its value blends it in
+        blends = float(fitted.value_blend[0]) > 0 and process is not None
+        answer = process.answer(float(fitted.horizon_days[0])) if blends else None
+    z = fitted.inputs(data.store, data.as_of)  # once, for the value and its place on the vector
+    value = fitted.value(data.store, data.as_of, answer, z)
+    arrays["embedding"] = fitted.transform(data.store, data.as_of, arrays["sequence"], value, answer, z)
     arrays["predicted_spend"] = value**2
     return fitted
 
@@ -732,15 +732,17 @@ def run_embed(cfg: DictConfig) -> Path | None:
 
 
 def representation_spend(source: Path, store: SequenceStore, as_of: int, forecast: pa.Table | None,
-                         meta: dict | None) -> np.ndarray | None:
+                         meta: dict | None, process: Process | None = None) -> np.ndarray | None:
     """float64 [n]: the expected spend of the bundle's customer vector (its value model, engine.represent)
     for the store's customers, which describes the segments; None for a bundle without one. A value that
-    blends in the forecast reads it from ``forecast`` (forecast.parquet) and ``meta`` (the manifest's entry)."""
+    blends in the forecast reads it from ``process`` (the store's customers' purchase process) when given,
+    else from ``forecast`` (forecast.parquet) and ``meta`` (the manifest's entry)."""
     if not (source / REPRESENTATION_FILE).exists():
         return None
     rep = Representation.load(source / REPRESENTATION_FILE)
-    answer = None
-    if float(rep.value_blend[0]) > 0:
+    if float(rep.value_blend[0]) == 0:
+        return rep.expected_spend(store, as_of)
+    if process is None:
         order = None if forecast is None else pc.index_in(store.customer_ids, value_set=forecast["customer_id"])
         if order is None or not meta or order.null_count:
             raise BundleError(f"{source}: its customer vector's value blends in the forecast, and "
@@ -748,8 +750,7 @@ def representation_spend(source: Path, store: SequenceStore, as_of: int, forecas
         rows = order.to_numpy()
         process = Process.from_columns({k: forecast[k].to_numpy()[rows] for k in PROCESS_COLUMNS},
                                        meta["decay_per_day"], meta["span_days"])
-        answer = process.answer(float(rep.horizon_days[0]))
-    return rep.expected_spend(store, as_of, answer)
+    return rep.expected_spend(store, as_of, process.answer(float(rep.horizon_days[0])))
 
 
 def run_segment(cfg: DictConfig) -> Path:
@@ -795,7 +796,7 @@ def run_forecast(cfg: DictConfig) -> Path:
         bundle.write_table("embeddings.parquet", embeddings_table(ids, embeddings))
         bundle.write_table("segments.parquet", c.segments)
         labels, similarity = assign(embeddings, loaded.centroids)
-        predicted = representation_spend(source, c.store, data.as_of, c.forecast, meta)
+        predicted = representation_spend(source, c.store, data.as_of, c.forecast, meta, process)
         write_segments(cfg, bundle, data, embeddings, loaded.centroids, labels, similarity, c.hierarchy, table,
                        predicted)
     totals = {k: float(np.sum(arrays[k])) for k in ("expected_purchases", "expected_spend", "lifetime_value")}

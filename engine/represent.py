@@ -207,9 +207,10 @@ class Representation:
         rep = cls(idf, components, mean, scale, coef, np.ones(1), np.array([value_weight, sequence_weight,
                   profile_weight], np.float64), np.array([horizon_days], np.float64), unknown,
                   np.array([0.0 if forecast is None else 0.5]), np.array([SCALES[value_scale]]), log_coef)
-        predicted = rep.value(store, as_of, forecast)
+        now = rep.inputs(store, as_of)
+        predicted = rep.value(store, as_of, forecast, now)
         rep.value_top = np.array([max(float(np.quantile(predicted, 0.995)), 1e-9)])
-        parts = rep.log_parts(store, as_of, forecast)
+        parts = rep.log_parts(store, as_of, forecast, now)
         rep.log_range = np.array([[float(np.quantile(v, 0.005)), float(np.quantile(v, 0.995))] for v in parts]
                                  + [[0.0, 1.0]] * (2 - len(parts)))
         r2 = 1.0 - ((z @ coef[:-1] + coef[-1] - y) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12)
@@ -217,7 +218,8 @@ class Representation:
                  "the replayed last %g days (%d customers)", rank, counts.shape[1], r2, horizon_days, len(rows))
         return rep
 
-    def _standardised(self, store: SequenceStore, as_of: int) -> np.ndarray:
+    def inputs(self, store: SequenceStore, as_of: int) -> np.ndarray:
+        """float64 [n, n_value_features]: the customers' standardised value inputs as of ``as_of``."""
         return (value_inputs(store, as_of, self.attribute_unknown) - self.value_mean) / self.value_scale
 
     def _forecast(self, forecast: dict | None) -> dict | None:
@@ -234,8 +236,8 @@ class Representation:
         """float64 [n]: predicted sqrt(spend over the horizon) as of ``as_of`` (0 at least): the ridge's,
         blended with the square root of ``forecast["expected_spend"]`` when the representation was fitted so
         (then ``forecast`` is required: the forecasting head's answer over horizon_days). ``z``: the
-        standardised value inputs of these customers as of ``as_of``, when the caller has them."""
-        z = self._standardised(store, as_of) if z is None else z
+        customers' inputs(store, as_of), when the caller has them."""
+        z = self.inputs(store, as_of) if z is None else z
         ridge = np.maximum(z @ self.value_coef[:-1] + self.value_coef[-1], 0.0)
         forecast, blend = self._forecast(forecast), float(self.value_blend[0])
         if forecast is None:
@@ -251,7 +253,7 @@ class Representation:
         """[float64 [n], ...]: the expected log1p(spend over the horizon) of the second ridge and, when the
         value blends in the forecast, the head's, p_buy x log1p(expected spend / p_buy) (its spend, if any,
         taken as certain: the expected log of a purchase that may not happen); ``z``: see value."""
-        z = self._standardised(store, as_of) if z is None else z
+        z = self.inputs(store, as_of) if z is None else z
         parts = [np.maximum(z @ self.log_coef[:-1] + self.log_coef[-1], 0.0)]
         forecast = self._forecast(forecast)
         if forecast is not None:
@@ -300,16 +302,16 @@ class Representation:
                                                                                  np.float32)
         return (f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
-    def transform(self, store: SequenceStore, as_of: int, sequence: np.ndarray,
-                  value: np.ndarray | None = None, forecast: dict | None = None) -> np.ndarray:
+    def transform(self, store: SequenceStore, as_of: int, sequence: np.ndarray, value: np.ndarray | None = None,
+                  forecast: dict | None = None, z: np.ndarray | None = None) -> np.ndarray:
         """float32 [n, 2 + d + factors] unit vectors; ``sequence``: the encoder's embeddings [n, d]; ``value``:
-        self.value(store, as_of, forecast) when the caller has it already; ``forecast``: see value."""
+        self.value(store, as_of, forecast) when the caller has it already; ``forecast``, ``z``: see value."""
         wv, ws, wp = (float(x) for x in self.weights)
         seq = np.asarray(sequence, dtype=np.float32)
         behaviour = np.hstack([np.sqrt(ws) * seq, np.sqrt(wp) * self.profile(store)])
         behaviour /= np.maximum(np.linalg.norm(behaviour, axis=1, keepdims=True), 1e-12)
-        needed = value is None or float(self.value_log[0]) > 0  # once, for the value and its log part
-        z = self._standardised(store, as_of) if needed else None
+        if z is None and (value is None or float(self.value_log[0]) > 0):  # once, for the value and its log part
+            z = self.inputs(store, as_of)
         value = self.value(store, as_of, forecast, z) if value is None else value
         return place(self.position(store, as_of, value, forecast, z), behaviour, wv)
 

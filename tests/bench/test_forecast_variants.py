@@ -38,3 +38,16 @@ def test_the_script_writes_the_table_of_variant_files(tmp_path):
                     "--default", str(tmp_path / "default.json"), "--out", str(out)], check=True, capture_output=True)
     text = out.read_text()
     assert "| more_pairs | 5 of 5 |" in text and "### shop, 28 days after 2024-01-01" in text
+
+
+def test_the_large_log_section_marks_each_target_beside_its_customer_interval():
+    from forecast_large import section
+
+    figures = {"mae": 1.9, "rmse": 2.5, "spearman": 0.8, "top10_revenue_capture": 0.35, "total_error": 0.0,
+               "auc_buys_again": 0.9}
+    interval = {k: [-0.1, -0.05] for k in ("mae", "rmse")} | {k: [0.01, 0.02] for k in ("spearman", "top10_revenue_capture")}
+    run = {"metrics": {"neural": figures, "bgnbd_gamma_gamma": BG | {"auc_buys_again": 0.85}},
+           "params": {"bgnbd_gamma_gamma": {"r": 0.5}}, "intervals": {"bgnbd_gamma_gamma": interval}}
+    lines = section(28, "2024-12-03", [run, run, run])
+    assert "- met: MAE 1.900 ± 0.000 vs BG/NBD 2.000; engine - BG/NBD, 95% over resampled customers [-0.100, -0.050]" in lines
+    assert sum(line.startswith("- met") for line in lines) == 5 and "BG/NBD + Gamma-Gamma (first seed): r=0.5" in lines

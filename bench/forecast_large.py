@@ -25,23 +25,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from forecast_variants import cell as variant_cell  # noqa: E402
+from forecast_variants import met  # noqa: E402
 from quality import FORECAST_CUTOFFS, mean_sd  # noqa: E402
+
+from engine.forecast.metrics import NAMES  # noqa: E402
 
 FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
 KEYS = [("mae", "MAE", True), ("rmse", "RMSE", True), ("total_error", "total error", None),
         ("spearman", "Spearman", False), ("auc_buys_again", "AUC buys-again", False),
         ("top10_revenue_capture", "top-10% revenue share", False)]
-NAMES = {"neural": "segment-engine (neural)", "bgnbd_gamma_gamma": "BG/NBD + Gamma-Gamma",
-         "pareto_nbd": "Pareto/NBD + Gamma-Gamma", "naive": "rate x horizon", "rfm_quantile": "RFM cells", "zero": "zero"}
+
 
 
 def cell(k: str, values: list[float]) -> str:
     mu, sd = mean_sd(values)
-    if not np.isfinite(mu):
-        return "n/a"
-    if k == "total_error":
-        return f"{100 * mu:+.1f}% ± {100 * sd:.1f}"
-    return f"{100 * mu:.1f}% ± {100 * sd:.1f}" if k == "top10_revenue_capture" else f"{mu:.3f} ± {sd:.3f}"
+    return "n/a" if not np.isfinite(mu) else variant_cell(k, (mu, sd))
 
 
 def evaluation(log: Path, cutoff: str, horizon: int, seed: int, work: Path) -> dict:
@@ -73,15 +72,14 @@ def section(horizon: int, cutoff: str, runs: list[dict]) -> list[str]:
                   for k in ("mae", "rmse", "spearman", "top10_revenue_capture")}
         lines.append("")
         for k, label, lower in KEYS:
+            verdict = "met" if met(e[k], b[k], lower) else "**not met**"
             if lower is None:
-                ok = abs(e[k][0]) <= 0.10
-                lines.append(f"- {'met' if ok else '**not met**'}: {label} {100 * e[k][0]:+.1f}% within ±10%")
+                lines.append(f"- {verdict}: {label} {100 * e[k][0]:+.1f}% within ±10%")
                 continue
             if k not in bounds:
                 continue
-            margin = (b[k][0] - e[k][0]) if lower else (e[k][0] - b[k][0])
             lo, hi = bounds[k]
-            lines.append(f"- {'met' if margin > max(e[k][1], b[k][1]) else '**not met**'}: {label} "
+            lines.append(f"- {verdict}: {label} "
                          f"{e[k][0]:.3f} ± {e[k][1]:.3f} vs BG/NBD {b[k][0]:.3f}; engine - BG/NBD, 95% over "
                          f"resampled customers [{lo:+.3f}, {hi:+.3f}]")
     return lines + [""]
